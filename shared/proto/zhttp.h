@@ -1,4 +1,4 @@
-/* ZHTTP packet model, decode and encode (see docs/zhttp.md and ZHTTP.md §1–§7).
+/* ZHTTP packet model, decode and encode (see docs/internals/zhttp-codec.md).
  *
  * Decoding is zero-copy: every struct zh_span in a decoded packet points into the caller's input
  * bytes and stays valid as long as those bytes do. A packet that fails to decode is never
@@ -41,7 +41,7 @@ enum zh_zhttp_type {
 
 /* Presence bits for the non-span fields of struct zh_zhttp_packet. */
 enum {
-    ZH_ZF_SEQ = 1u << 0, /* top-level seq (single-id packets) */
+    ZH_ZF_SEQ = 1u << 0, /* top-level seq (single-id packets); its value is ids[0].seq */
     ZH_ZF_CREDITS = 1u << 1,
     ZH_ZF_MORE = 1u << 2,
     ZH_ZF_STREAM = 1u << 3,
@@ -113,30 +113,45 @@ struct zh_zhttp_error {
     const char *reason; /* static text, e.g. "field 'seq': expected int" */
 };
 
-/* Reset a packet to "everything absent". */
+/* Reset a packet to "everything absent". Clears the scalar fields and ids[0]; array entries past
+ * n_ids / n_headers are left as they are and are never read. */
 void zh_zhttp_packet_init(struct zh_zhttp_packet *pkt);
 
 /* Decode one ZHTTP payload: `T` + tnetstring dict. Returns 0, or a negative ZH_E_* code with
- * err->reason set. Unknown keys are ignored; known keys with the wrong type, an unknown `type`, a
- * non-`T` prefix, more than the MAX_* limits, or trailing bytes are errors. */
+ * err->reason set (err may be NULL) and pkt reset to empty. Unknown keys are ignored; known keys
+ * with the wrong type (ZH_E_TYPE), a negative seq/credits/code/max-size/timeout, a port outside
+ * 0..65535, an unknown `type`, a non-`T` prefix, a duplicate known key, a top-level seq beside a
+ * list of ids, trailing bytes (ZH_E_PARSE), or more than the MAX_* limits (ZH_E_TOO_LARGE) are
+ * errors; a bad tnetstring gives zh_tns_parse()'s code. A top-level seq is stored in ids[0] (even
+ * when `id` is absent). Never allocates. */
 int zh_zhttp_decode(const uint8_t *p, size_t n, struct zh_zhttp_packet *pkt,
                     struct zh_zhttp_error *err);
 
 /* Append 'T' + the encoded packet to out. Multi-id packets (ZH_ZF_MULTI_ID) write `id` as a list of
- * {id, seq}; otherwise ids[0] is written as `id` and its seq (if has_seq) as top-level `seq`. */
+ * {id, seq}; otherwise ids[0] is written as `id` (when n_ids > 0) and its seq (if has_seq or
+ * ZH_ZF_SEQ) as top-level `seq`. Keys are written in the order from, id, seq, ext, type,
+ * condition, method, uri, code, reason, headers, content-type, body, more, credits, stream, ...
+ * (ext follows type in a multi-id packet), which reproduces the ZHTTP.md §5.2 examples byte for
+ * byte. user_data/passthrough must each hold one whole encoded tnetstring (an empty span is
+ * skipped). Allocates at most once (one reserve on out). */
 void zh_zhttp_encode(const struct zh_zhttp_packet *pkt, struct zh_buf *out);
 
 /* Split a PUB/SUB frame "<address> T…" at the first space. Returns 0 and sets addr and payload, or
  * ZH_E_PARSE if there is no space. */
 int zh_zhttp_split_pub(const uint8_t *p, size_t n, struct zh_span *addr, struct zh_span *payload);
 
-/* Name of a packet type as written on the wire ("" for data). */
+/* Name of a packet type as written on the wire ("" for data, "unknown" for a value outside the
+ * enum). */
 const char *zh_zhttp_type_name(enum zh_zhttp_type t);
 
-/* True when the span equals the NUL-terminated string s. */
+/* Look up a wire type name ("credit", ...; not "" for data). Returns 0 and sets *t, or ZH_E_PARSE
+ * for an unknown name. */
+int zh_zhttp_type_parse(struct zh_span name, enum zh_zhttp_type *t);
+
+/* True when the span is present and equals the NUL-terminated string s. */
 bool zh_span_eq(struct zh_span a, const char *s);
 
-/* Build a span over a NUL-terminated string. */
+/* Build a span over a NUL-terminated string (NULL gives an absent span). */
 struct zh_span zh_span_str(const char *s);
 
 #endif

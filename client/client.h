@@ -1,0 +1,46 @@
+/* The client role on one worker (Zurl's job): ZHTTP requests from requesters become outbound HTTP
+ * transfers on the worker's curl multi handle, and the responses go back as ZHTTP.
+ *
+ * The bridge hands this engine every message that arrived on a client-role socket and was routed to this
+ * worker (by hash(from, id)); the engine answers through the worker's zh_zport. Sessions are keyed by
+ * (requester `from`, id). */
+#ifndef ZH_CLIENT_CLIENT_H
+#define ZH_CLIENT_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/proto/session.h"
+#include "shared/rt/loop.h"
+#include "shared/rt/zbridge.h"
+#include "shared/rt/zmsg.h"
+
+struct zh_client_config {
+    const char *instance_id;             /* our `from` */
+    struct zh_session_params params;     /* keep-alive / expiry */
+    uint64_t max_response_size;          /* non-stream responses without max-size (Zurl: 1 MiB) */
+    uint32_t timeout_ms;                 /* HTTP inactivity limit (Zurl `timeout`), 0 = none */
+    uint32_t connect_timeout_ms;         /* 0 = libcurl's default */
+    unsigned max_open_requests;          /* per worker, 0 = unlimited */
+};
+
+struct zh_client;
+
+/* Create the engine for one worker. cfg is copied (its strings must outlive the engine). */
+struct zh_client *zh_client_new(struct zh_loop *loop, struct zh_zport *port, unsigned worker,
+                                const struct zh_client_config *cfg);
+
+/* Handle one message from a client-role socket. Takes ownership of m. */
+void zh_client_on_zmsg(struct zh_client *c, struct zh_zmsg *m);
+
+/* Stop taking new requests. With cancel, also abort every request in flight (answering each as the
+ * protocol says); otherwise let them finish. */
+void zh_client_shutdown(struct zh_client *c, int cancel);
+
+/* Requests in flight. */
+size_t zh_client_active(const struct zh_client *c);
+
+/* Free the engine (after zh_client_shutdown(c, 1)). */
+void zh_client_free(struct zh_client *c);
+
+#endif

@@ -1,0 +1,6 @@
+/* zhttpd entry point (being written). */
+int main(void);
+int main(void)
+{
+    return 1;
+}

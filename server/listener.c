@@ -1,0 +1,276 @@
+#include "server/listener.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "shared/proto/mem.h"
+#include "shared/rt/log.h"
+
+#define ACCEPT_BATCH 16 /* per listener per turn, so one busy port can't starve the others */
+#define FULL_RETRY_MS 10
+
+struct lsock {
+    int fd;
+    struct zh_listen_spec spec;
+    char name[128];
+};
+
+struct zh_listener {
+    struct lsock *socks;
+    size_t n;
+    struct zh_server *const *workers;
+    unsigned nworkers;
+    unsigned next_worker;
+    size_t next_sock;
+    int epfd;
+    int ctl_fd;
+    atomic_bool stopping;
+    pthread_t thread;
+    bool started;
+};
+
+static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len, struct zh_buf *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof(ss));
+    const char *addr = sp->addr ? sp->addr : "0.0.0.0";
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)sp->port);
+        len = sizeof(*a4);
+        snprintf(name, name_len, "%s:%d", addr, sp->port);
+    } else if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)sp->port);
+        len = sizeof(*a6);
+        snprintf(name, name_len, "[%s]:%d", addr, sp->port);
+    } else {
+        zh_buf_printf(err, "listen: '%s' is not a numeric IPv4 or IPv6 address", addr);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        zh_buf_printf(err, "listen %s: socket: %s", name, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
+        zh_buf_printf(err, "listen %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int open_unix(const struct zh_listen_spec *sp, char *name, size_t name_len,
+                     struct zh_buf *err)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (!sp->path || strlen(sp->path) >= sizeof(sun.sun_path)) {
+        zh_buf_printf(err, "listen: unix socket path missing or too long");
+        return -1;
+    }
+    strcpy(sun.sun_path, sp->path);
+    snprintf(name, name_len, "unix:%s", sp->path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        zh_buf_printf(err, "listen %s: socket: %s", name, strerror(errno));
+        return -1;
+    }
+    unlink(sp->path);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1024) < 0) {
+        zh_buf_printf(err, "listen %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (sp->mode >= 0)
+        chmod(sp->path, (mode_t)sp->mode);
+    return fd;
+}
+
+struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n,
+                                    struct zh_server *const *workers, unsigned nworkers,
+                                    struct zh_buf *err)
+{
+    struct zh_listener *l = zh_calloc(1, sizeof(*l));
+    l->socks = zh_calloc(n ? n : 1, sizeof(*l->socks));
+    l->workers = workers;
+    l->nworkers = nworkers;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    atomic_init(&l->stopping, false);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+    epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->ctl_fd, &ev);
+    for (size_t i = 0; i < n; i++) {
+        struct lsock *ls = &l->socks[i];
+        ls->spec = specs[i];
+        int fd = specs[i].local ? open_unix(&specs[i], ls->name, sizeof(ls->name), err)
+                                : open_tcp(&specs[i], ls->name, sizeof(ls->name), err);
+        if (fd < 0) {
+            zh_listener_free(l);
+            return NULL;
+        }
+        ls->fd = fd;
+        l->n++;
+        ev.data.u64 = i;
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+        zh_info("listening on %s (%s%s)", ls->name, specs[i].req ? "req" : "stream",
+                specs[i].tls ? ", tls" : "");
+    }
+    return l;
+}
+
+/* A worker with room, starting after the last one used; NULL when all are full. */
+static struct zh_server *pick_worker(struct zh_listener *l)
+{
+    for (unsigned k = 0; k < l->nworkers; k++) {
+        unsigned w = (l->next_worker + k) % l->nworkers;
+        if (zh_server_reserve(l->workers[w])) {
+            l->next_worker = w + 1;
+            return l->workers[w];
+        }
+    }
+    return NULL;
+}
+
+/* Accept up to a batch from one listener. Returns false when every worker is full. */
+static bool accept_some(struct zh_listener *l, struct lsock *ls)
+{
+    for (int k = 0; k < ACCEPT_BATCH; k++) {
+        struct zh_server *w = pick_worker(l);
+        if (!w)
+            return false;
+        struct zh_accepted *a = zh_calloc(1, sizeof(*a));
+        a->peer_len = sizeof(a->peer);
+        int fd;
+        do {
+            fd = accept4(ls->fd, (struct sockaddr *)&a->peer, &a->peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        } while (fd < 0 && errno == EINTR);
+        if (fd < 0) {
+            int e = errno;
+            zh_free(a);
+            zh_server_unreserve(w);
+            if (e != EAGAIN && e != ECONNABORTED)
+                zh_warn("accept on %s: %s", ls->name, strerror(e));
+            return true;
+        }
+        a->fd = fd;
+        a->tls = ls->spec.tls;
+        a->local = ls->spec.local;
+        a->req_mode = ls->spec.req;
+        a->local_len = sizeof(a->local_addr);
+        getsockname(fd, (struct sockaddr *)&a->local_addr, &a->local_len);
+        if (!ls->spec.local) {
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        }
+        if (zh_chan_push(zh_server_accept_chan(w), a) < 0) {
+            zh_warn("accept on %s: worker hand-off queue full, connection closed", ls->name);
+            close(fd);
+            zh_free(a);
+            zh_server_unreserve(w);
+        }
+    }
+    return true;
+}
+
+static void *listener_main(void *arg)
+{
+    struct zh_listener *l = arg;
+    zh_log_set_thread("listener");
+    bool paused = false;
+    while (!atomic_load(&l->stopping)) {
+        struct epoll_event evs[64];
+        int n = epoll_wait(l->epfd, evs, 64, paused ? FULL_RETRY_MS : -1);
+        if (n < 0 && errno != EINTR) {
+            zh_error("listener: epoll_wait: %s", strerror(errno));
+            break;
+        }
+        if (atomic_load(&l->stopping))
+            break;
+        /* Rotate over all listeners each round, starting after the one served first last time:
+         * readiness order would otherwise favour low-numbered sockets. */
+        bool full = false;
+        for (size_t k = 0; k < l->n && !full; k++) {
+            size_t i = (l->next_sock + k) % l->n;
+            if (!accept_some(l, &l->socks[i]))
+                full = true;
+        }
+        l->next_sock = l->n ? (l->next_sock + 1) % l->n : 0;
+        if (full && !paused)
+            zh_warn("listener: all workers are full; accepting paused");
+        else if (!full && paused)
+            zh_info("listener: accepting resumed");
+        /* While full, stop watching the sockets (the kernel backlog holds clients) and retry on a
+         * short timer. */
+        if (full != paused) {
+            for (size_t i = 0; i < l->n; i++) {
+                struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+                epoll_ctl(l->epfd, full ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, l->socks[i].fd, &ev);
+            }
+            paused = full;
+        }
+    }
+    return NULL;
+}
+
+int zh_listener_start(struct zh_listener *l)
+{
+    int r = pthread_create(&l->thread, NULL, listener_main, l);
+    if (r != 0)
+        return -r;
+    l->started = true;
+    return 0;
+}
+
+void zh_listener_stop(struct zh_listener *l)
+{
+    if (l->started) {
+        atomic_store(&l->stopping, true);
+        uint64_t one = 1;
+        while (write(l->ctl_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+            ;
+        pthread_join(l->thread, NULL);
+        l->started = false;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->socks[i].fd < 0)
+            continue;
+        close(l->socks[i].fd);
+        l->socks[i].fd = -1;
+        if (l->socks[i].spec.local && l->socks[i].spec.path)
+            unlink(l->socks[i].spec.path);
+    }
+}
+
+void zh_listener_free(struct zh_listener *l)
+{
+    if (!l)
+        return;
+    zh_listener_stop(l);
+    close(l->epfd);
+    close(l->ctl_fd);
+    zh_free(l->socks);
+    zh_free(l);
+}

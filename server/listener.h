@@ -1,0 +1,41 @@
+/* The listener thread: accept() on every listening socket, but only while some worker has room, and
+ * hand each connection to a worker round-robin, rotating over listeners too so none starves another
+ * (see docs: accept fairness). Request processing never runs on this thread, so accepting never waits
+ * behind it. */
+#ifndef ZH_SERVER_LISTENER_H
+#define ZH_SERVER_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "server/server.h"
+#include "shared/proto/buf.h"
+
+/* One --listen entry. */
+struct zh_listen_spec {
+    const char *addr; /* numeric address (IPv4 or IPv6); NULL = 0.0.0.0 */
+    int port;         /* TCP port (not for local) */
+    const char *path; /* unix socket path (local) */
+    bool local;
+    bool req;  /* req mode instead of stream */
+    bool tls;
+    int mode;  /* unix socket file mode, -1 = default */
+};
+
+struct zh_listener;
+
+/* Bind and listen on every spec now (so errors are startup errors). workers[i] receive connections. */
+struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n,
+                                    struct zh_server *const *workers, unsigned nworkers,
+                                    struct zh_buf *err);
+
+/* Start the thread. Returns 0 or -errno. */
+int zh_listener_start(struct zh_listener *l);
+
+/* Stop accepting and close the listening sockets (joins the thread). Safe to call twice. */
+void zh_listener_stop(struct zh_listener *l);
+
+/* Free (stops first). */
+void zh_listener_free(struct zh_listener *l);
+
+#endif

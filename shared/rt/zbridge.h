@@ -1,0 +1,89 @@
+/* The zmq bridge thread: owns every ZeroMQ socket of both roles and moves whole messages between them
+ * and the workers, without parsing bodies (see DESIGN.md "Threads" and docs/internals/zbridge.md).
+ *
+ *   - inbound: one zmq_poll loop over the sockets; each message is routed (shared/rt/zroute.h) and pushed
+ *     on the chosen worker's inbox channel. If an inbox is full the message waits in a small per-worker
+ *     queue; while any such queue is full the bridge stops reading its sockets, so ZeroMQ's own HWM pushes
+ *     back on the peers. Nothing grows without bound.
+ *   - outbound: one bounded channel per (worker, socket). Every send is non-blocking; a send that returns
+ *     EAGAIN parks the message in a bounded queue for its destination (a handler identity on a ROUTER, the
+ *     socket otherwise), retried on POLLOUT (PUSH/DEALER) or a 10 ms timer. While a destination's queue is
+ *     full only the channels whose next message goes there wait.
+ *
+ * The sockets are created and bound in zh_zbridge_new(), on the calling thread, so a bad endpoint or an ipc
+ * path held by another instance is a startup error. */
+#ifndef ZH_SHARED_RT_ZBRIDGE_H
+#define ZH_SHARED_RT_ZBRIDGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "shared/proto/buf.h"
+#include "shared/rt/chan.h"
+#include "shared/rt/loop.h"
+#include "shared/rt/zmsg.h"
+
+#define ZH_ZBRIDGE_MAX_WORKERS 64
+
+struct zh_zbridge_sock_config {
+    const char *const *specs; /* endpoints; none = socket not created */
+    size_t n_specs;
+    bool connect; /* connect instead of bind */
+};
+
+struct zh_zbridge_config {
+    const char *instance_id; /* ROUTER identity, SUB topic; no spaces */
+    unsigned workers;        /* 1..ZH_ZBRIDGE_MAX_WORKERS */
+    struct zh_zbridge_sock_config socks[ZH_ZS_COUNT];
+    int ipc_file_mode;     /* chmod for bound ipc socket files; -1 = leave as created */
+    int in_hwm;            /* ZMQ_RCVHWM of receiving sockets; 0 = libzmq default */
+    int out_hwm;           /* ZMQ_SNDHWM of sending sockets; 0 = libzmq default */
+    size_t chan_capacity;  /* per (worker, socket) channel; 0 = 1024 */
+    size_t dest_queue_max; /* parked messages per destination; 0 = 128 */
+};
+
+struct zh_zbridge;
+
+/* Create the context and sockets and bind/connect every endpoint (ipc paths made absolute, parent
+ * directories created, `<path>.lock` flock'ed before bind). Returns NULL with a message in err on failure. */
+struct zh_zbridge *zh_zbridge_new(const struct zh_zbridge_config *cfg, struct zh_buf *err);
+
+/* Start the bridge thread. Returns 0 or -errno. */
+int zh_zbridge_start(struct zh_zbridge *b);
+
+/* Stop the bridge thread after it has flushed what it can (outbound channels drained, parked messages
+ * retried until linger_ms). Safe to call twice. */
+void zh_zbridge_stop(struct zh_zbridge *b, unsigned linger_ms);
+
+/* Free everything (stopping the thread first if needed): sockets, context, queued messages, locks. */
+void zh_zbridge_free(struct zh_zbridge *b);
+
+/* True when socket s was configured. */
+bool zh_zbridge_has(const struct zh_zbridge *b, enum zh_zsock s);
+
+/* Worker w's inbox: the bridge pushes struct zh_zmsg * (the worker frees them). */
+struct zh_chan *zh_zbridge_inbox(struct zh_zbridge *b, unsigned w);
+
+/* The bridge's instance id. */
+const char *zh_zbridge_id(const struct zh_zbridge *b);
+
+/* ---- worker side ----
+ * A zh_zport is a worker's sending end: zh_zport_send() never fails and never blocks. When the channel to
+ * the bridge is full the message waits in the port's FIFO, which is flushed from the worker's loop as soon
+ * as the bridge makes room (the port watches the channel's space eventfd). That FIFO is bounded by the
+ * engines' own limits (sessions x credits), not here. */
+struct zh_zport;
+
+/* Create worker w's port, watching space fds on loop. */
+struct zh_zport *zh_zport_new(struct zh_zbridge *b, unsigned w, struct zh_loop *loop);
+
+/* Hand m (m->sock says which socket) to the bridge. Takes ownership. */
+void zh_zport_send(struct zh_zport *p, struct zh_zmsg *m);
+
+/* Messages waiting in the port's FIFOs (not yet in a channel). */
+size_t zh_zport_backlog(const struct zh_zport *p);
+
+/* Free the port; messages still waiting are dropped (and counted in the return value). */
+size_t zh_zport_free(struct zh_zport *p);
+
+#endif

@@ -1,0 +1,79 @@
+#include "shared/rt/zmsg.h"
+
+#include <string.h>
+
+#include "shared/proto/err.h"
+#include "shared/proto/mem.h"
+
+static const char *const zsock_names[ZH_ZS_COUNT] = {
+    [ZH_ZS_C_IN] = "client-in",          [ZH_ZS_C_IN_STREAM] = "client-in-stream",
+    [ZH_ZS_C_OUT] = "client-out",        [ZH_ZS_C_REQ] = "client-req",
+    [ZH_ZS_S_OUT] = "server-out",        [ZH_ZS_S_OUT_STREAM] = "server-out-stream",
+    [ZH_ZS_S_IN] = "server-in",          [ZH_ZS_S_REQ] = "server-req",
+};
+
+const char *zh_zsock_name(enum zh_zsock s)
+{
+    return (unsigned)s < ZH_ZS_COUNT ? zsock_names[s] : "?";
+}
+
+struct zh_zmsg *zh_zmsg_new(enum zh_zsock sock, size_t cap)
+{
+    struct zh_zmsg *m = zh_malloc(sizeof(*m) + cap);
+    m->next = NULL;
+    m->sock = sock;
+    m->nframes = 0;
+    m->size = 0;
+    m->cap = (uint32_t)cap;
+    return m;
+}
+
+int zh_zmsg_add2(struct zh_zmsg **mp, const void *a, size_t an, const void *b, size_t bn)
+{
+    struct zh_zmsg *m = *mp;
+    if (m->nframes >= ZH_ZMSG_MAX_FRAMES || an + bn > UINT32_MAX - m->size)
+        return ZH_E_TOO_LARGE;
+    size_t need = m->size + an + bn;
+    if (need > m->cap) {
+        size_t cap = m->cap ? m->cap : 64;
+        while (cap < need)
+            cap *= 2;
+        m = zh_realloc(m, sizeof(*m) + cap);
+        m->cap = (uint32_t)cap;
+        *mp = m;
+    }
+    m->frames[m->nframes].off = m->size;
+    m->frames[m->nframes].len = (uint32_t)(an + bn);
+    if (an)
+        memcpy(m->data + m->size, a, an);
+    if (bn)
+        memcpy(m->data + m->size + an, b, bn);
+    m->size += (uint32_t)(an + bn);
+    m->nframes++;
+    return 0;
+}
+
+int zh_zmsg_add(struct zh_zmsg **mp, const void *p, size_t n)
+{
+    return zh_zmsg_add2(mp, p, n, NULL, 0);
+}
+
+struct zh_span zh_zmsg_frame(const struct zh_zmsg *m, uint32_t i)
+{
+    struct zh_span s = {m->data + m->frames[i].off, m->frames[i].len};
+    return s;
+}
+
+struct zh_zmsg *zh_zmsg_dup(const struct zh_zmsg *m)
+{
+    struct zh_zmsg *c = zh_malloc(sizeof(*m) + m->size);
+    memcpy(c, m, sizeof(*m) + m->size);
+    c->cap = m->size;
+    c->next = NULL;
+    return c;
+}
+
+void zh_zmsg_free(struct zh_zmsg *m)
+{
+    zh_free(m);
+}

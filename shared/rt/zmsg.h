@@ -1,0 +1,67 @@
+/* A ZeroMQ multipart message in one allocation, as it travels between the bridge thread and workers.
+ *
+ * The bridge builds one from the frames it receives and hands it over a channel; the receiver owns it
+ * and frees it with zh_zmsg_free(). Workers build outgoing ones the same way. Frames are stored back to
+ * back in data[]; frames[i] gives each one's offset and length. */
+#ifndef ZH_SHARED_RT_ZMSG_H
+#define ZH_SHARED_RT_ZMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/proto/zhttp.h"
+
+#define ZH_ZMSG_MAX_FRAMES 16 /* Condure allows 8 envelope frames; +delimiter +payload, with room */
+
+/* The ZeroMQ sockets zhttpd owns, by role and job (see DESIGN.md / ZHTTP.md §2). */
+enum zh_zsock {
+    /* client role: zhttpd answers requests from requesters */
+    ZH_ZS_C_IN = 0,    /* PULL: first packet of each stream session */
+    ZH_ZS_C_IN_STREAM, /* ROUTER (identity = instance id): later requester packets */
+    ZH_ZS_C_OUT,       /* XPUB: replies, one frame "<requester-from> T…" */
+    ZH_ZS_C_REQ,       /* ROUTER: req-mode requests [env…, "", T…], replies with the same envelope */
+    /* server role: zhttpd hands inbound requests to handlers */
+    ZH_ZS_S_OUT,        /* PUSH: first packet of each session */
+    ZH_ZS_S_OUT_STREAM, /* ROUTER (identity = instance id): later packets [handler-id, "", T…] */
+    ZH_ZS_S_IN,         /* SUB (topic "<instance-id> "): handler replies */
+    ZH_ZS_S_REQ,        /* DEALER: req-mode ["", T…] both ways */
+    ZH_ZS_COUNT
+};
+
+/* Socket name for logs ("client-in", ...). */
+const char *zh_zsock_name(enum zh_zsock s);
+
+struct zh_zmsg_frame {
+    uint32_t off;
+    uint32_t len;
+};
+
+struct zh_zmsg {
+    struct zh_zmsg *next; /* for the owner's queues */
+    enum zh_zsock sock; /* socket it came from, or goes to */
+    uint32_t nframes;
+    uint32_t size;      /* bytes used in data[] */
+    uint32_t cap;       /* bytes allocated for data[] */
+    struct zh_zmsg_frame frames[ZH_ZMSG_MAX_FRAMES];
+    uint8_t data[];
+};
+
+/* Allocate an empty message for sock with room for cap bytes of frame data (it grows as needed). */
+struct zh_zmsg *zh_zmsg_new(enum zh_zsock sock, size_t cap);
+
+/* Append a frame; *mp may be reallocated. Returns 0, or ZH_E_TOO_LARGE past ZH_ZMSG_MAX_FRAMES. */
+int zh_zmsg_add(struct zh_zmsg **mp, const void *p, size_t n);
+
+/* Append a frame of prefix + payload (e.g. "<addr> " + "T…"). */
+int zh_zmsg_add2(struct zh_zmsg **mp, const void *a, size_t an, const void *b, size_t bn);
+
+/* Frame i as a span. */
+struct zh_span zh_zmsg_frame(const struct zh_zmsg *m, uint32_t i);
+
+/* A copy of m. */
+struct zh_zmsg *zh_zmsg_dup(const struct zh_zmsg *m);
+
+/* Free (NULL is fine). */
+void zh_zmsg_free(struct zh_zmsg *m);
+
+#endif

@@ -1,0 +1,77 @@
+#include "shared/rt/zroute.h"
+
+#include "shared/proto/err.h"
+#include "shared/proto/tnetstring.h"
+
+unsigned zh_zroute_hash(const uint8_t *from, size_t from_len, const uint8_t *id, size_t id_len,
+                        unsigned nworkers)
+{
+    /* FNV-1a over from, a separator, then id: stable across runs and threads. */
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < from_len; i++)
+        h = (h ^ from[i]) * 1099511628211u;
+    h = (h ^ 0xffu) * 1099511628211u;
+    for (size_t i = 0; i < id_len; i++)
+        h = (h ^ id[i]) * 1099511628211u;
+    return nworkers ? (unsigned)(h % nworkers) : 0;
+}
+
+int zh_zroute_prefix(const uint8_t *id, size_t id_len, unsigned nworkers)
+{
+    unsigned w = 0;
+    size_t i = 0;
+    for (; i < id_len && i < 4 && id[i] >= '0' && id[i] <= '9'; i++)
+        w = w * 10 + (unsigned)(id[i] - '0');
+    if (i == 0 || i >= id_len || id[i] != '-' || w >= nworkers)
+        return -1;
+    return (int)w;
+}
+
+static int route_one(enum zh_role role, const struct zh_tns_value *from, const uint8_t *id,
+                     size_t id_len, unsigned nworkers, uint64_t *mask)
+{
+    int w;
+    if (role == ZH_ROLE_SERVER) {
+        w = zh_zroute_prefix(id, id_len, nworkers);
+        if (w < 0)
+            return ZH_E_UNKNOWN_SESSION;
+    } else {
+        w = (int)zh_zroute_hash(from ? from->data : NULL, from ? from->len : 0, id, id_len,
+                                nworkers);
+    }
+    *mask |= UINT64_C(1) << w;
+    return 0;
+}
+
+int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers, uint64_t *mask)
+{
+    *mask = 0;
+    if (n < 1 || payload[0] != 'T' || nworkers == 0 || nworkers > 64)
+        return ZH_E_PARSE;
+    struct zh_tns_value d, idv, fromv;
+    if (zh_tns_parse_exact(payload + 1, n - 1, &d) < 0 || d.type != ZH_TNS_DICT)
+        return ZH_E_PARSE;
+    bool has_from = zh_tns_dict_get(&d, "from", &fromv) && fromv.type == ZH_TNS_STRING;
+    if (!zh_tns_dict_get(&d, "id", &idv))
+        return ZH_E_MISSING;
+    if (idv.type == ZH_TNS_STRING) {
+        int r = route_one(role, has_from ? &fromv : NULL, idv.data, idv.len, nworkers, mask);
+        return r < 0 ? r : 1;
+    }
+    if (idv.type != ZH_TNS_LIST)
+        return ZH_E_TYPE;
+    struct zh_tns_iter it;
+    struct zh_tns_value item, one;
+    zh_tns_iter_init(&it, &idv);
+    while (zh_tns_list_next(&it, &item)) {
+        if (item.type != ZH_TNS_DICT || !zh_tns_dict_get(&item, "id", &one) ||
+            one.type != ZH_TNS_STRING)
+            return ZH_E_TYPE;
+        /* A bad entry in a batch only loses that entry: the worker that owns the others reports it. */
+        route_one(role, has_from ? &fromv : NULL, one.data, one.len, nworkers, mask);
+    }
+    int count = 0;
+    for (uint64_t m = *mask; m; m &= m - 1)
+        count++;
+    return count ? count : ZH_E_UNKNOWN_SESSION;
+}
