@@ -1,6 +1,364 @@
-/* zhttpd entry point (being written). */
-int main(void);
-int main(void)
+/* zhttpd: command line, wiring of the threads, signals and clean shutdown.
+ *
+ * Start-up order: config -> log -> bridge (binds every ZeroMQ endpoint) -> workers -> listener (binds
+ * every --listen port) -> threads start -> "ready". Any failure before "ready" is a startup error with a
+ * message and exit code 1. Shutdown (SIGTERM/SIGINT) runs the same steps backwards, as DESIGN.md says:
+ * stop accepting, drain for --shutdown-timeout, cancel the rest, flush the bridge, free everything. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/config.h"
+#include "daemon/worker.h"
+#include "server/listener.h"
+#include "shared/proto/err.h"
+#include "shared/proto/mem.h"
+#include "shared/rt/log.h"
+
+#define BRIDGE_LINGER_MS 500
+
+struct daemon {
+    struct zh_config cfg;
+    struct zh_config_strlist specs[ZH_ZS_COUNT]; /* expanded endpoints per socket */
+    struct zh_zbridge *bridge;
+    struct zh_worker **workers;
+    unsigned n_workers;
+    struct zh_server **servers;
+    struct zh_listen_spec *listen;
+    struct zh_listener *listener;
+    struct zh_client_config client_cfg;
+    struct zh_server_config server_cfg;
+};
+
+/* BASE-suffix for ipc/inproc bases; tcp://host:P+offset for tcp bases. */
+static int expand_base(const char *base, const char *suffix, int offset,
+                       struct zh_config_strlist *out, struct zh_buf *err)
 {
+    struct zh_buf b = {0};
+    if (strncmp(base, "tcp://", 6) == 0) {
+        const char *colon = strrchr(base + 6, ':');
+        char *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || !end || *end != '\0' || port < 1 || port + offset > 65535) {
+            zh_buf_printf(err, "'%s': a tcp base needs a port P with P+2 <= 65535", base);
+            return -1;
+        }
+        zh_buf_append(&b, base, (size_t)(colon - base));
+        zh_buf_printf(&b, ":%ld", port + offset);
+    } else {
+        zh_buf_printf(&b, "%s%s", base, suffix);
+    }
+    zh_config_strlist_add(out, zh_buf_cstr(&b));
+    zh_buf_free(&b);
+    return 0;
+}
+
+static void add_list(struct zh_config_strlist *out, const struct zh_config_strlist *in)
+{
+    for (size_t i = 0; i < in->count; i++)
+        zh_config_strlist_add(out, in->items[i]);
+}
+
+static int build_bridge(struct daemon *d, struct zh_buf *err)
+{
+    const struct zh_config *cfg = &d->cfg;
+    const struct zh_config_client *cc = &cfg->client;
+    const struct zh_config_server *sc = &cfg->server;
+    struct zh_zbridge_config bc;
+    memset(&bc, 0, sizeof(bc));
+    bool client = zh_config_client_enabled(cfg);
+    bool server = zh_config_server_enabled(cfg);
+    if (client) {
+        if (cc->in_spec)
+            zh_config_strlist_add(&d->specs[ZH_ZS_C_IN], cc->in_spec);
+        if (cc->in_stream_spec)
+            zh_config_strlist_add(&d->specs[ZH_ZS_C_IN_STREAM], cc->in_stream_spec);
+        if (cc->out_spec)
+            zh_config_strlist_add(&d->specs[ZH_ZS_C_OUT], cc->out_spec);
+        if (cc->in_req_spec)
+            zh_config_strlist_add(&d->specs[ZH_ZS_C_REQ], cc->in_req_spec);
+        for (size_t i = 0; i < cc->zserver_stream.count; i++) {
+            const char *base = cc->zserver_stream.items[i];
+            if (expand_base(base, "-in", 0, &d->specs[ZH_ZS_C_IN], err) < 0 ||
+                expand_base(base, "-in-stream", 1, &d->specs[ZH_ZS_C_IN_STREAM], err) < 0 ||
+                expand_base(base, "-out", 2, &d->specs[ZH_ZS_C_OUT], err) < 0)
+                return -1;
+        }
+        add_list(&d->specs[ZH_ZS_C_REQ], &cc->zserver_req);
+    }
+    if (server) {
+        for (size_t i = 0; i < sc->zclient_stream.count; i++) {
+            const char *base = sc->zclient_stream.items[i];
+            if (expand_base(base, "-out", 0, &d->specs[ZH_ZS_S_OUT], err) < 0 ||
+                expand_base(base, "-out-stream", 1, &d->specs[ZH_ZS_S_OUT_STREAM], err) < 0 ||
+                expand_base(base, "-in", 2, &d->specs[ZH_ZS_S_IN], err) < 0)
+                return -1;
+        }
+        add_list(&d->specs[ZH_ZS_S_REQ], &sc->zclient_req);
+    }
+    for (int s = 0; s < ZH_ZS_COUNT; s++) {
+        bc.socks[s].specs = (const char *const *)d->specs[s].items;
+        bc.socks[s].n_specs = d->specs[s].count;
+        bc.socks[s].connect = s < ZH_ZS_S_OUT ? cc->zserver_connect : sc->zclient_connect;
+    }
+    bc.instance_id = cfg->id;
+    bc.workers = d->n_workers;
+    bc.ipc_file_mode = cc->ipc_file_mode >= 0 ? cc->ipc_file_mode : sc->ipc_file_mode;
+    bc.in_hwm = cc->in_hwm;
+    bc.out_hwm = cc->out_hwm;
+    d->bridge = zh_zbridge_new(&bc, err);
+    return d->bridge ? 0 : -1;
+}
+
+static void build_engine_configs(struct daemon *d)
+{
+    const struct zh_config *cfg = &d->cfg;
+    struct zh_client_config *c = &d->client_cfg;
+    c->instance_id = cfg->id;
+    c->params.keepalive_ms = (uint32_t)cfg->client.keepalive_interval_ms;
+    c->params.expiry_ms = (uint32_t)cfg->client.session_expiry_ms;
+    c->max_response_size = 1024 * 1024;
+    c->timeout_ms = (uint32_t)cfg->client.timeout_ms;
+    c->connect_timeout_ms = (uint32_t)cfg->client.connect_timeout_ms;
+    c->max_open_requests = cfg->client.max_open_requests > 0
+                               ? ((unsigned)cfg->client.max_open_requests + d->n_workers - 1) /
+                                     d->n_workers
+                               : 0;
+    struct zh_server_config *s = &d->server_cfg;
+    s->instance_id = cfg->id;
+    s->params.keepalive_ms = (uint32_t)cfg->server.keepalive_interval_ms;
+    s->params.expiry_ms = (uint32_t)cfg->server.session_expiry_ms;
+    s->buffer_size = cfg->server.buffer_size;
+    s->max_header_size = cfg->server.max_header_size;
+    s->max_conns = ((unsigned)(cfg->server.stream_maxconn + cfg->server.req_maxconn) +
+                    d->n_workers - 1) /
+                   d->n_workers;
+}
+
+static int build_workers(struct daemon *d)
+{
+    bool client = zh_config_client_enabled(&d->cfg);
+    bool server = zh_config_server_enabled(&d->cfg);
+    d->workers = zh_calloc(d->n_workers, sizeof(*d->workers));
+    d->servers = zh_calloc(d->n_workers, sizeof(*d->servers));
+    for (unsigned i = 0; i < d->n_workers; i++) {
+        struct zh_worker_config wc = {
+            .index = i,
+            .bridge = d->bridge,
+            .client = client ? &d->client_cfg : NULL,
+            .server = server ? &d->server_cfg : NULL,
+        };
+        d->workers[i] = zh_worker_new(&wc);
+        if (!d->workers[i])
+            return -1;
+        d->servers[i] = zh_worker_server(d->workers[i]);
+    }
+    return 0;
+}
+
+static int build_listener(struct daemon *d, struct zh_buf *err)
+{
+    const struct zh_config_server *sc = &d->cfg.server;
+    if (sc->listen_count == 0)
+        return 0;
+    d->listen = zh_calloc(sc->listen_count, sizeof(*d->listen));
+    for (size_t i = 0; i < sc->listen_count; i++) {
+        const struct zh_config_listen *l = &sc->listen[i];
+        d->listen[i] = (struct zh_listen_spec){
+            .addr = l->addr,
+            .port = l->port,
+            .path = l->path,
+            .local = l->local,
+            .req = l->req,
+            .tls = l->tls,
+            .mode = l->mode,
+        };
+    }
+    d->listener = zh_listener_new(d->listen, sc->listen_count, d->servers, d->n_workers, err);
+    return d->listener ? 0 : -1;
+}
+
+static void teardown(struct daemon *d)
+{
+    zh_listener_free(d->listener);
+    for (unsigned i = 0; d->workers && i < d->n_workers; i++)
+        zh_worker_free(d->workers[i]);
+    zh_zbridge_free(d->bridge);
+    zh_free(d->workers);
+    zh_free(d->servers);
+    zh_free(d->listen);
+    for (int s = 0; s < ZH_ZS_COUNT; s++)
+        zh_config_strlist_free(&d->specs[s]);
+    zh_config_free(&d->cfg);
+}
+
+static bool all_idle(const struct daemon *d)
+{
+    for (unsigned i = 0; i < d->n_workers; i++)
+        if (!zh_worker_idle(d->workers[i]))
+            return false;
+    return true;
+}
+
+/* Wait for a signal in sigs for up to ms milliseconds (-1 = forever). Returns the signal or 0. */
+static int wait_signal(const sigset_t *sigs, long ms)
+{
+    for (;;) {
+        int sig;
+        if (ms < 0) {
+            if (sigwait(sigs, &sig) == 0)
+                return sig;
+            continue;
+        }
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig > 0)
+            return sig;
+        if (errno == EINTR)
+            continue;
+        return 0;
+    }
+}
+
+static void run_until_signal(struct daemon *d, const sigset_t *sigs)
+{
+    int sig = wait_signal(sigs, -1);
+    zh_info("%s received: shutting down (timeout %lld ms)", strsignal(sig),
+            (long long)d->cfg.shutdown_timeout_ms);
+    sd_notify(0, "STOPPING=1");
+    if (d->listener)
+        zh_listener_stop(d->listener);
+    uint64_t deadline = zh_time_ms() + (uint64_t)d->cfg.shutdown_timeout_ms;
+    if (d->cfg.shutdown_timeout_ms > 0) {
+        for (unsigned i = 0; i < d->n_workers; i++)
+            zh_worker_drain(d->workers[i]);
+        while (!all_idle(d)) {
+            uint64_t now = zh_time_ms();
+            if (now >= deadline)
+                break;
+            uint64_t left = deadline - now;
+            if (wait_signal(sigs, left < 20 ? (long)left : 20) > 0) {
+                zh_info("second signal: cancelling what is left");
+                break;
+            }
+        }
+        if (!all_idle(d))
+            zh_info("shutdown timeout: cancelling sessions still in flight");
+    }
+    for (unsigned i = 0; i < d->n_workers; i++)
+        zh_worker_cancel(d->workers[i]);
+    for (unsigned i = 0; i < d->n_workers; i++) {
+        zh_worker_free(d->workers[i]);
+        d->workers[i] = NULL;
+    }
+    zh_zbridge_stop(d->bridge, BRIDGE_LINGER_MS);
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d;
+    memset(&d, 0, sizeof(d));
+    struct zh_buf err = {0};
+    struct zh_config_strlist warnings = {0};
+    zh_config_init(&d.cfg);
+    int rc = zh_config_parse_args(&d.cfg, argc, argv, &warnings, &err);
+    if (rc == ZH_CONFIG_HELP) {
+        zh_config_usage(stdout);
+        goto done_ok;
+    }
+    if (rc == ZH_CONFIG_VERSION) {
+        printf("zhttpd %s\n", ZH_VERSION);
+        goto done_ok;
+    }
+    for (size_t i = 0; i < warnings.count; i++)
+        fprintf(stderr, "zhttpd: warning: %s\n", warnings.items[i]);
+    if (rc < 0) {
+        fprintf(stderr, "zhttpd: %s\n", zh_buf_cstr(&err));
+        fprintf(stderr, "Try 'zhttpd --help' for more information.\n");
+        goto done_fail;
+    }
+    if (zh_config_validate(&d.cfg, &err) < 0) {
+        fprintf(stderr, "zhttpd: %s\n", zh_buf_cstr(&err));
+        goto done_fail;
+    }
+    zh_log_set_level(d.cfg.log_level);
+    if (d.cfg.logfile) {
+        int r = zh_log_open(d.cfg.logfile);
+        if (r < 0) {
+            fprintf(stderr, "zhttpd: cannot open log file %s: %s\n", d.cfg.logfile, strerror(-r));
+            goto done_fail;
+        }
+    }
+    for (size_t i = 0; i < warnings.count; i++)
+        zh_warn("%s", warnings.items[i]);
+
+    d.n_workers = (unsigned)d.cfg.workers;
+    if (d.n_workers > ZH_ZBRIDGE_MAX_WORKERS) {
+        zh_warn("workers: %u requested, using the maximum of %d", d.n_workers,
+                ZH_ZBRIDGE_MAX_WORKERS);
+        d.n_workers = ZH_ZBRIDGE_MAX_WORKERS;
+    }
+
+    /* Signals are taken synchronously by the main thread; every thread created below inherits the
+     * blocked mask, so none of them is interrupted by them. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    build_engine_configs(&d);
+    if (build_bridge(&d, &err) < 0 || build_workers(&d) < 0 || build_listener(&d, &err) < 0) {
+        zh_error("startup failed: %s", err.len ? zh_buf_cstr(&err) : "see above");
+        teardown(&d);
+        curl_global_cleanup();
+        zh_buf_free(&err);
+        zh_config_strlist_free(&warnings);
+        zh_log_close();
+        return 1;
+    }
+    int r = zh_zbridge_start(d.bridge);
+    for (unsigned i = 0; r == 0 && i < d.n_workers; i++)
+        r = zh_worker_start(d.workers[i]);
+    if (r == 0 && d.listener)
+        r = zh_listener_start(d.listener);
+    if (r < 0) {
+        zh_error("startup failed: cannot start threads: %s", strerror(-r));
+        teardown(&d);
+        curl_global_cleanup();
+        return 1;
+    }
+    zh_info("ready: id %s, %u worker(s), client role %s, server role %s", d.cfg.id, d.n_workers,
+            zh_config_client_enabled(&d.cfg) ? "on" : "off",
+            zh_config_server_enabled(&d.cfg) ? "on" : "off");
+    sd_notify(0, "READY=1");
+
+    run_until_signal(&d, &sigs);
+    teardown(&d);
+    curl_global_cleanup();
+    zh_info("stopped");
+    zh_log_close();
+    zh_buf_free(&err);
+    zh_config_strlist_free(&warnings);
+    return 0;
+
+done_ok:
+    zh_config_free(&d.cfg);
+    zh_buf_free(&err);
+    zh_config_strlist_free(&warnings);
+    return 0;
+done_fail:
+    zh_config_free(&d.cfg);
+    zh_buf_free(&err);
+    zh_config_strlist_free(&warnings);
     return 1;
 }

@@ -368,10 +368,14 @@ int zh_http1_parse_request(struct zh_http1_req *req, const char *buf, size_t len
     if (req->_scan > lim || req->_line > req->_scan || req->_fields > cap)
         zh_http1_req_init(req);
 
-    /* Resuming inside a line: unless an LF arrived, nothing new can be decided but the limit. */
-    if (req->_scan > req->_line && !memchr(buf + req->_scan, '\n', lim - req->_scan)) {
+    /* Resuming inside a line: unless a CR or LF arrived, the line is still incomplete and there
+     * is nothing to decide. The line is checked in full once it ends, a CR shows up or the limit
+     * is reached (so a bad byte inside the limit wins over the limit, as in a one-shot parse). */
+    if (req->_scan > req->_line && len < max_head &&
+        !memchr(buf + req->_scan, '\n', lim - req->_scan) &&
+        !memchr(buf + req->_scan, '\r', lim - req->_scan)) {
         req->_scan = lim;
-        goto incomplete;
+        return ZH_PARSE_INCOMPLETE;
     }
     p = req->_line ? rebuild(req, buf, headers) : buf;
     nfields = req->_fields;
@@ -438,9 +442,9 @@ int zh_http1_parse_request(struct zh_http1_req *req, const char *buf, size_t len
     return (int)req->head_len;
 
 more:
-    /* Every byte from _line to lim was looked at and none was an LF. */
-    req->_scan = lim;
-incomplete:
+    /* Every byte from _line to lim was looked at and none was an LF; a CR at the very end is left
+     * for the next call to look at again with the byte after it. */
+    req->_scan = lim > req->_line && buf[lim - 1] == '\r' ? lim - 1 : lim;
     if (len < max_head)
         return ZH_PARSE_INCOMPLETE;
     r = req->_in_fields ? ZH_HTTP1_E_HEAD_TOO_LARGE : ZH_HTTP1_E_URI_TOO_LONG;

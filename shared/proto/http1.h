@@ -3,7 +3,7 @@
  * - zh_http1_parse_request() parses a request head out of the caller's buffer into spans that point
  *   into that buffer (picohttpparser's phr_parse_request, with named results and reason codes).
  * - zh_http1_req_framing() applies RFC 9112 section 6 to the parsed fields: body length,
- * keep-alive, Expect, WebSocket upgrade, Host, and the request-smuggling rules.
+ *   keep-alive, Expect, WebSocket upgrade, Host, and the request-smuggling rules.
  * - struct zh_http1_chunked decodes a chunked body incrementally, yielding payload spans in place.
  * - zh_http1_write_response_head() and the chunk helpers produce the response side.
  *
@@ -109,7 +109,7 @@ struct zh_http1_req {
     enum zh_http1_err err; /* the reason, after ZH_PARSE_ERROR */
     /* private: where an incomplete parse stopped */
     size_t _line;   /* start of the first line not yet validated */
-    size_t _scan;   /* bytes from _line on known to hold no LF */
+    size_t _scan;   /* buf[_line.._scan) holds no CR or LF */
     size_t _fields; /* field lines validated before _line */
     int _in_fields; /* the request line is before _line */
 };
@@ -128,10 +128,10 @@ void zh_http1_req_init(struct zh_http1_req *req);
  * ZH_HTTP1_E_URI_TOO_LONG if the request line is not complete within it, else
  * ZH_HTTP1_E_HEAD_TOO_LARGE. More than the capacity of field lines is ZH_HTTP1_E_TOO_MANY_HEADERS.
  *
- * After ZH_PARSE_INCOMPLETE, call again with the same req and headers array and a buffer that
- * starts with the same bytes followed by more (it may have moved): complete lines already checked
- * are not checked again. Bare LF, bare CR and obs-fold are errors; leading empty lines are
- * skipped. */
+ * After ZH_PARSE_INCOMPLETE, call again with the same req, a headers array of the same capacity
+ * (it is refilled) and a buffer that starts with the same bytes followed by more (it may have
+ * moved): complete lines already checked are not checked again. Call zh_http1_req_init() before
+ * the next request. Bare LF, bare CR and obs-fold are errors; leading empty lines are skipped. */
 int zh_http1_parse_request(struct zh_http1_req *req, const char *buf, size_t len, size_t max_head,
                            struct zh_http1_header *headers, size_t *num_headers);
 
@@ -143,15 +143,15 @@ enum zh_http1_body {
     ZH_HTTP1_BODY_CLOSE    /* response only: the body ends when the connection closes */
 };
 
-#define ZH_HTTP1_F_KEEP_ALIVE        0x01u /* the connection may serve another request */
-#define ZH_HTTP1_F_EXPECT_CONTINUE   0x02u /* HTTP/1.1 "Expect: 100-continue" */
-#define ZH_HTTP1_F_EXPECT_OTHER      0x04u /* an expectation other than 100-continue (417) */
-#define ZH_HTTP1_F_UPGRADE_WEBSOCKET 0x08u /* HTTP/1.1, Connection: upgrade + Upgrade: websocket \
-                                            */
+#define ZH_HTTP1_F_KEEP_ALIVE      0x01u /* the connection may serve another request */
+#define ZH_HTTP1_F_EXPECT_CONTINUE 0x02u /* HTTP/1.1 "Expect: 100-continue" */
+#define ZH_HTTP1_F_EXPECT_OTHER    0x04u /* an expectation other than 100-continue (417) */
+/* HTTP/1.1 with Connection: upgrade and Upgrade: websocket */
+#define ZH_HTTP1_F_UPGRADE_WEBSOCKET 0x08u
 
 /* The outcome of zh_http1_req_framing(). */
 struct zh_http1_framing {
-    enum zh_http1_body body;   /* NONE, LENGTH or CHUNKED */
+    enum zh_http1_body body;   /* NONE (also for Content-Length: 0), LENGTH or CHUNKED */
     uint64_t content_length;   /* when body == ZH_HTTP1_BODY_LENGTH (at most 2^62) */
     unsigned flags;            /* ZH_HTTP1_F_* */
     struct zh_http1_span host; /* Host field value; p is NULL when absent */

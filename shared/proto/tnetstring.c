@@ -331,12 +331,32 @@ void zh_tns_put_prefix(struct zh_buf *b, size_t len)
     zh_buf_append(b, q, (size_t)(tmp + 22 - q));
 }
 
-void zh_tns_put_str(struct zh_buf *b, const void *p, size_t n)
+/* Values up to this many payload bytes are assembled on the stack and appended in one call: keys
+ * and most ZHTTP values are short, and one append is much cheaper than three. */
+#define SMALL_PAYLOAD 64
+
+/* Append "<n>:" + p[0..n) + tag. */
+static void put_value(struct zh_buf *b, const void *p, size_t n, uint8_t tag)
 {
+    if (n <= SMALL_PAYLOAD) {
+        char tmp[21 + 1 + SMALL_PAYLOAD + 1];
+        char *q = fmt_u64(n, tmp + 21);
+        tmp[21] = ':';
+        if (n)
+            memcpy(tmp + 22, p, n);
+        tmp[22 + n] = (char)tag;
+        zh_buf_append(b, q, (size_t)(tmp + 23 + n - q));
+        return;
+    }
     zh_buf_reserve(b, zh_tns_size(n));
     zh_tns_put_prefix(b, n);
     zh_buf_append(b, p, n);
-    zh_buf_putc(b, ZH_TNS_STRING);
+    zh_buf_putc(b, tag);
+}
+
+void zh_tns_put_str(struct zh_buf *b, const void *p, size_t n)
+{
+    put_value(b, p, n, ZH_TNS_STRING);
 }
 
 void zh_tns_put_cstr(struct zh_buf *b, const char *s)
@@ -348,11 +368,7 @@ void zh_tns_put_int(struct zh_buf *b, int64_t v)
 {
     char tmp[21];
     char *q = fmt_i64(v, tmp + 21);
-    size_t n = (size_t)(tmp + 21 - q);
-    zh_buf_reserve(b, zh_tns_size(n));
-    zh_tns_put_prefix(b, n);
-    zh_buf_append(b, q, n);
-    zh_buf_putc(b, ZH_TNS_INT);
+    put_value(b, q, (size_t)(tmp + 21 - q), ZH_TNS_INT);
 }
 
 void zh_tns_put_float(struct zh_buf *b, double v)
@@ -371,9 +387,7 @@ void zh_tns_put_float(struct zh_buf *b, double v)
         if (tmp[i] == ',')
             tmp[i] = '.';
     }
-    zh_tns_put_prefix(b, (size_t)n);
-    zh_buf_append(b, tmp, (size_t)n);
-    zh_buf_putc(b, ZH_TNS_FLOAT);
+    put_value(b, tmp, (size_t)n, ZH_TNS_FLOAT);
 }
 
 void zh_tns_put_bool(struct zh_buf *b, bool v)

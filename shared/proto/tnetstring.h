@@ -4,8 +4,8 @@
  * Every value is `<len>:<data><tag>`. zh_tns_parse() validates one whole value, recursively, before
  * it returns, so callers may walk a parsed container with the iterators below and trust every item:
  * lengths fit, tags are known, ints fit in int64_t, bools are exactly true/false, nulls are `0:~`,
- * dict keys are strings and dicts have an even item count. Decoded values borrow the input bytes and
- * stay valid as long as those bytes do. */
+ * dict keys are strings and dicts have an even item count. Decoded values borrow the input bytes
+ * and stay valid as long as those bytes do. */
 #ifndef ZH_SHARED_PROTO_TNETSTRING_H
 #define ZH_SHARED_PROTO_TNETSTRING_H
 

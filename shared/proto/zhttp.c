@@ -33,10 +33,11 @@ struct field {
     const char *e_dup;
 };
 
-#define FIELD(k, kind, member, flag, what, range)                                               \
-    {                                                                                           \
-        k, sizeof(k) - 1u, kind, offsetof(struct zh_zhttp_packet, member), flag,                \
-            "field '" k "': expected " what, "field '" k "': " range, "field '" k "': duplicate key" \
+#define FIELD(k, kind, member, flag, what, range)                                \
+    {                                                                            \
+        k, sizeof(k) - 1u, kind, offsetof(struct zh_zhttp_packet, member), flag, \
+            "field '" k "': expected " what, "field '" k "': " range,            \
+            "field '" k "': duplicate key"                                       \
     }
 #define NEG "must not be negative"
 
@@ -95,6 +96,15 @@ static const char *const type_names[] = {
 };
 
 /* ---- small helpers ---- */
+
+/* zh_zhttp_packet_init() clears three ranges; they must keep this order in the struct. */
+_Static_assert(offsetof(struct zh_zhttp_packet, n_ids) < offsetof(struct zh_zhttp_packet, ids),
+               "scalars before ids[]");
+_Static_assert(offsetof(struct zh_zhttp_packet, n_headers) > offsetof(struct zh_zhttp_packet, ids),
+               "n_headers between ids[] and headers[]");
+_Static_assert(offsetof(struct zh_zhttp_packet, condition) >
+                   offsetof(struct zh_zhttp_packet, headers),
+               "only scalars after headers[]");
 
 void zh_zhttp_packet_init(struct zh_zhttp_packet *pkt)
 {
@@ -174,8 +184,12 @@ static const char *tns_reason(int rc)
 
 static const struct field *find_field(const struct zh_tns_value *key)
 {
+    /* Length and first byte rule out nearly every candidate before memcmp runs. */
+    if (key->len == 0)
+        return NULL;
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        if (fields[i].key_len == key->len && memcmp(fields[i].key, key->data, key->len) == 0)
+        if (fields[i].key_len == key->len && fields[i].key[0] == (char)key->data[0] &&
+            memcmp(fields[i].key, key->data, key->len) == 0)
             return &fields[i];
     }
     return NULL;

@@ -35,6 +35,8 @@ struct zh_chunkq {
 void zh_chunk_pool_init(struct zh_chunk_pool *pool, size_t chunk_size, size_t max_spare);
 /* Free the spare chunks (queues using the pool must be freed first). */
 void zh_chunk_pool_free(struct zh_chunk_pool *pool);
+/* Number of free chunks the pool holds for reuse (never more than max_spare). */
+size_t zh_chunk_pool_spare(const struct zh_chunk_pool *pool);
 
 /* Initialise an empty queue of at most max_chunks chunks from pool. */
 void zh_chunkq_init(struct zh_chunkq *q, struct zh_chunk_pool *pool, size_t max_chunks);

@@ -117,7 +117,7 @@ static uint64_t span_start(uint64_t t, int level)
 /* The next 2^24 ms boundary after now, or UINT64_MAX if there is none. */
 static uint64_t next_park_boundary(uint64_t now)
 {
-    uint64_t start = span_start(now, PARK_BITS);
+    uint64_t start = span_start(now, ZH_WHEEL_LEVELS);
     uint64_t span = UINT64_C(1) << PARK_BITS;
     return start > UINT64_MAX - span ? UINT64_MAX : start + span;
 }
@@ -157,16 +157,16 @@ static uint64_t first_parked_block(const struct zh_wheel *w)
         if (t->_expires < min)
             min = t->_expires;
     }
-    return span_start(min, PARK_BITS);
+    return span_start(min, ZH_WHEEL_LEVELS);
 }
 
 int64_t zh_wheel_timeout(const struct zh_wheel *w)
 {
     if (w->_count == 0)
         return -1;
+    /* The wheel is not empty, so UINT64_MAX here is a real time, not "nothing". */
     bool parked;
     uint64_t at = next_event(w, &parked);
-    assert(at != UINT64_MAX);
     uint64_t d = at - w->_now;
     return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
 }
@@ -299,6 +299,7 @@ uint64_t zh_wheel_advance(struct zh_wheel *w, uint64_t now)
             uint64_t block = first_parked_block(w);
             next = block > next ? block : next;
         }
+        assert(next >= w->_now);
         if (next > now) {
             w->_now = now;
             break;

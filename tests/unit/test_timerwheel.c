@@ -103,7 +103,9 @@ static void timer_fires_at_expiry_not_before(void **state)
     arm(&x, 1, 100);
     assert_true(zh_timer_armed(&x.t));
     assert_int_equal(1, zh_wheel_count(&wheel));
-    assert_int_equal(100, zh_wheel_timeout(&wheel));
+    /* 100 is in the next 64 ms block: the timeout may stop at the block start, never later. */
+    int64_t to = zh_wheel_timeout(&wheel);
+    assert_true(to >= 64 && to <= 100);
     assert_int_equal(0, zh_wheel_advance(&wheel, 99));
     assert_int_equal(0, x.fired);
     assert_int_equal(1, zh_wheel_timeout(&wheel));
@@ -727,15 +729,15 @@ static void run_reference(uint64_t seed, bool with_chaos, int steps)
 static void randomized_against_reference(void **state)
 {
     (void)state;
-    run_reference(0x9e3779b97f4a7c15u, false, 3000);
-    run_reference(12345, false, 3000);
+    run_reference(0x9e3779b97f4a7c15u, false, 5000);
+    run_reference(12345, false, 5000);
 }
 
 static void randomized_with_callbacks_changing_the_wheel(void **state)
 {
     (void)state;
-    run_reference(0xdeadbeefu, true, 3000);
-    run_reference(777, true, 3000);
+    run_reference(0xdeadbeefu, true, 5000);
+    run_reference(777, true, 5000);
 }
 
 int main(void)

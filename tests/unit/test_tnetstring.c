@@ -103,7 +103,7 @@ static void parse_empty_string_is_valid(void **state)
 static void parse_string_is_binary_safe(void **state)
 {
     (void)state;
-    const char s[] = "4:\0:,}," ;
+    const char s[] = "4:\0:,},";
     struct zh_tns_value v;
     assert_int_equal(0, zh_tns_parse(u8(s), sizeof s - 1, &v));
     assert_int_equal(ZH_TNS_STRING, v.type);
@@ -137,8 +137,16 @@ static void parse_int_rejects_bad_text(void **state)
 {
     (void)state;
     static const char *bad[] = {
-        "0:#",     "1:-#",    "2:+1#",    "2: 1#",   "2:1 #", "3:1.5#", "2:0x#",
-        "1:a#",    "3:--1#",  "2:1-#",
+        "0:#",
+        "1:-#",
+        "2:+1#",
+        "2: 1#",
+        "2:1 #",
+        "3:1.5#",
+        "2:0x#",
+        "1:a#",
+        "3:--1#",
+        "2:1-#",
         "19:9223372036854775808#",  /* INT64_MAX + 1 */
         "20:-9223372036854775809#", /* INT64_MIN - 1 */
         "20:99999999999999999999#",
@@ -157,8 +165,8 @@ static void parse_bool_exactly_true_or_false(void **state)
     assert_true(v.b);
     assert_int_equal(0, zh_tns_parse(u8("5:false!"), 8, &v));
     assert_false(v.b);
-    static const char *bad[] = {"4:True!", "4:TRUE!", "3:yes!", "1:1!", "0:!", "5:truee!",
-                                "5:fals !", "4:fals!", "6:false !"};
+    static const char *bad[] = {"4:True!",  "4:TRUE!",  "3:yes!",  "1:1!",     "0:!",
+                                "5:truee!", "5:fals !", "4:fals!", "6:false !"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(ZH_E_PARSE, parse_s(bad[i]));
 }
@@ -180,8 +188,8 @@ static void parse_float_accepts_decimal_forms(void **state)
         const char *s;
         double v;
     } cases[] = {
-        {"3:1.5^", 1.5},   {"4:-2.5^", -2.5},       {"1:3^", 3.0},    {"2:.5^", 0.5},
-        {"2:5.^", 5.0},    {"5:1e+10^", 1e10},      {"4:1E-3^", 1e-3}, {"3:2e2^", 200.0},
+        {"3:1.5^", 1.5},    {"4:-2.5^", -2.5},     {"1:3^", 3.0},     {"2:.5^", 0.5},
+        {"2:5.^", 5.0},     {"5:1e+10^", 1e10},    {"4:1E-3^", 1e-3}, {"3:2e2^", 200.0},
         {"6:-0.0e0^", 0.0}, {"7:1.25e-1^", 0.125},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -197,9 +205,9 @@ static void parse_float_accepts_decimal_forms(void **state)
 static void parse_float_rejects_non_decimal(void **state)
 {
     (void)state;
-    static const char *bad[] = {"0:^",   "1:.^",   "1:-^",  "2:1e^",  "3:1e+^", "3:inf^",
-                                "3:nan^", "4:0x10^", "2:+1^", "3:1.2.^", "2: 1^", "3:1,5^",
-                                "2:e5^", "4:1e5x^"};
+    static const char *bad[] = {"0:^",    "1:.^",   "1:-^",    "2:1e^",  "3:1e+^",
+                                "3:inf^", "3:nan^", "4:0x10^", "2:+1^",  "3:1.2.^",
+                                "2: 1^",  "3:1,5^", "2:e5^",   "4:1e5x^"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(ZH_E_PARSE, parse_s(bad[i]));
     /* Longer than ZH_TNS_MAX_FLOAT_LEN bytes of text. */
@@ -368,9 +376,9 @@ static void parse_dict_and_iterate_pairs(void **state)
 static void parse_dict_rejects_non_string_keys(void **state)
 {
     (void)state;
-    assert_int_equal(ZH_E_PARSE, parse_s("8:1:1#1:a,}"));     /* int key */
-    assert_int_equal(ZH_E_PARSE, parse_s("7:0:]1:a,}"));      /* list key */
-    assert_int_equal(ZH_E_PARSE, parse_s("7:0:~1:a,}"));      /* null key */
+    assert_int_equal(ZH_E_PARSE, parse_s("8:1:1#1:a,}"));        /* int key */
+    assert_int_equal(ZH_E_PARSE, parse_s("7:0:]1:a,}"));         /* list key */
+    assert_int_equal(ZH_E_PARSE, parse_s("7:0:~1:a,}"));         /* null key */
     assert_int_equal(ZH_E_PARSE, parse_s("14:1:a,1:b,0:}0:,}")); /* dict key in 2nd pair */
     /* Nested dicts are checked too. */
     assert_int_equal(ZH_E_PARSE, parse_s("15:1:d,8:1:1#1:a,}}"));
@@ -573,8 +581,8 @@ static void encode_scalars(void **state)
 static void encode_int_extremes_round_trip(void **state)
 {
     (void)state;
-    static const int64_t vals[] = {0, 1, -1, 9, 10, -10, 99, 100, 123456789, INT64_MAX, INT64_MIN,
-                                   INT64_MIN + 1};
+    static const int64_t vals[] = {0,  1,   -1,        9,         10,        -10,
+                                   99, 100, 123456789, INT64_MAX, INT64_MIN, INT64_MIN + 1};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         struct zh_buf b = {0};
         struct zh_tns_value v;
@@ -594,8 +602,8 @@ static void encode_int_extremes_round_trip(void **state)
 static void encode_float_round_trips(void **state)
 {
     (void)state;
-    static const double vals[] = {0.0, 1.5, -2.25, 0.1, 1e100, -1e-300, 3.141592653589793,
-                                  123456789.125, 5e-324};
+    static const double vals[] = {
+        0.0, 1.5, -2.25, 0.1, 1e100, -1e-300, 3.141592653589793, 123456789.125, 5e-324};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
         struct zh_buf b = {0};
         struct zh_tns_value v;

@@ -19,26 +19,27 @@
 #include "shared/proto/zhttp.h"
 
 /* ZHTTP.md §5.2 / §5.3, exactly as printed (PUB frames without their "<addr> " prefix). */
-#define EX_SERVER_GET                                                                              \
-    "T181:4:from,6:zhttpd,2:id,5:0-0-1,3:seq,1:0#3:ext,15:5:multi,4:true!}6:method,3:GET,3:uri,19:" \
-    "http://example.com/,7:headers,26:22:4:Host,11:example.com,]]7:credits,4:8192#6:stream,4:true!}"
-#define EX_HANDLER_RESPONSE                                                                        \
-    "T122:4:from,2:h1,2:id,5:0-0-1,3:seq,1:0#4:code,3:200#6:reason,2:OK,7:headers,34:30:12:"       \
+#define EX_SERVER_GET                                                                      \
+    "T181:4:from,6:zhttpd,2:id,5:0-0-1,3:seq,1:0#3:ext,15:5:multi,4:true!}6:method,3:GET," \
+    "3:uri,19:http://example.com/,7:headers,26:22:4:Host,11:example.com,]]7:credits,"      \
+    "4:8192#6:stream,4:true!}"
+#define EX_HANDLER_RESPONSE                                                                  \
+    "T122:4:from,2:h1,2:id,5:0-0-1,3:seq,1:0#4:code,3:200#6:reason,2:OK,7:headers,34:30:12:" \
     "Content-Type,10:text/plain,]]4:body,2:hi,}"
 #define EX_CREDIT "T69:4:from,6:zhttpd,2:id,5:0-0-1,3:seq,1:1#4:type,6:credit,7:credits,1:3#}"
 #define EX_BODY   "T66:4:from,6:zhttpd,2:id,5:0-0-1,3:seq,1:1#4:body,3:abc,4:more,4:true!}"
-#define EX_CLIENT_REQUEST                                                                          \
-    "T112:4:from,4:app1,2:id,2:r1,3:seq,1:0#6:method,3:GET,3:uri,20:https://example.com/,6:"       \
+#define EX_CLIENT_REQUEST                                                                    \
+    "T112:4:from,4:app1,2:id,2:r1,3:seq,1:0#6:method,3:GET,3:uri,20:https://example.com/,6:" \
     "stream,4:true!7:credits,4:8192#}"
-#define EX_ACK                                                                                     \
+#define EX_ACK \
     "T82:4:from,6:zhttpd,2:id,2:r1,3:seq,1:0#3:ext,15:5:multi,4:true!}4:type,10:keep-alive,}"
-#define EX_FAILURE                                                                                 \
-    "T91:4:from,6:zhttpd,2:id,2:r1,3:seq,1:1#4:type,5:error,9:condition,24:remote-connection-"     \
+#define EX_FAILURE                                                                             \
+    "T91:4:from,6:zhttpd,2:id,2:r1,3:seq,1:1#4:type,5:error,9:condition,24:remote-connection-" \
     "failed,}"
 #define EX_REQ_REQUEST  "T53:2:id,1:x,6:method,3:GET,3:uri,19:http://example.com/,}"
 #define EX_REQ_RESPONSE "T59:2:id,1:x,4:code,3:200#6:reason,2:OK,7:headers,0:]4:body,0:,}"
-#define EX_BATCHED_KEEPALIVE                                                                       \
-    "T125:4:from,6:zhttpd,2:id,54:23:2:id,5:0-0-1,3:seq,1:5#}23:2:id,5:1-3-a,3:seq,1:2#}]4:type,"  \
+#define EX_BATCHED_KEEPALIVE                                                                      \
+    "T125:4:from,6:zhttpd,2:id,54:23:2:id,5:0-0-1,3:seq,1:5#}23:2:id,5:1-3-a,3:seq,1:2#}]4:type," \
     "10:keep-alive,3:ext,15:5:multi,4:true!}}"
 
 static struct zh_zhttp_packet pkt_a, pkt_b; /* 8 KB each: keep them off the stack */
@@ -373,9 +374,9 @@ static void encode_batched_keepalive_example(void **state)
 static void decode_then_encode_gives_identical_bytes(void **state)
 {
     (void)state;
-    static const char *exs[] = {EX_SERVER_GET, EX_HANDLER_RESPONSE, EX_CREDIT,
-                                EX_BODY,       EX_ACK,              EX_FAILURE,
-                                EX_REQ_REQUEST, EX_REQ_RESPONSE,    EX_BATCHED_KEEPALIVE};
+    static const char *exs[] = {
+        EX_SERVER_GET,  EX_HANDLER_RESPONSE, EX_CREDIT,           EX_BODY, EX_ACK, EX_FAILURE,
+        EX_REQ_REQUEST, EX_REQ_RESPONSE,     EX_BATCHED_KEEPALIVE};
     for (size_t i = 0; i < sizeof exs / sizeof exs[0]; i++) {
         assert_int_equal(0, decode_s(exs[i], &pkt_a, NULL));
         assert_encodes_to(&pkt_a, exs[i]);
@@ -532,9 +533,9 @@ static void every_field_round_trips_from_the_middle_of_a_buffer(void **state)
 static void every_type_round_trips(void **state)
 {
     (void)state;
-    static const char *names[] = {"",      "error",           "credit", "keep-alive",
-                                  "cancel", "handoff-start", "handoff-proceed",
-                                  "close", "ping",            "pong"};
+    static const char *names[] = {"",       "error",         "credit",          "keep-alive",
+                                  "cancel", "handoff-start", "handoff-proceed", "close",
+                                  "ping",   "pong"};
     for (int t = ZH_ZHTTP_DATA; t <= ZH_ZHTTP_PONG; t++) {
         struct zh_buf b = {0};
         enum zh_zhttp_type back;
@@ -580,9 +581,12 @@ static void unknown_keys_are_ignored(void **state)
                           NULL));
     assert_span(pkt_a.from, "a");
     /* Keys that differ from known ones only by case or length are unknown, not errors. */
-    assert_null(reason_of("4:From,2:42#3:se,1:x,4:seqq,4:true!", NULL));
+    assert_null(reason_of("4:From,2:42#2:se,1:x,4:seqq,4:true!", NULL));
     assert_absent(pkt_a.from);
     assert_false(pkt_a.has & ZH_ZF_SEQ);
+    /* An empty key is just another unknown key. */
+    assert_null(reason_of("0:,1:x,", NULL));
+    assert_int_equal(0, pkt_a.has);
 }
 
 static void wrong_types_name_the_field(void **state)
@@ -610,8 +614,10 @@ static void wrong_types_name_the_field(void **state)
         {"3:uri,0:}", "field 'uri': expected string"},
         {"7:headers,0:}", "field 'headers': expected list of [name, value] string pairs"},
         {"7:headers,4:1:a,]", "field 'headers': expected list of [name, value] string pairs"},
-        {"7:headers,11:8:1:a,1:1#]]", "field 'headers': expected list of [name, value] string pairs"},
-        {"7:headers,11:8:1:1#1:a,]]", "field 'headers': expected list of [name, value] string pairs"},
+        {"7:headers,11:8:1:a,1:1#]]",
+         "field 'headers': expected list of [name, value] string pairs"},
+        {"7:headers,11:8:1:1#1:a,]]",
+         "field 'headers': expected list of [name, value] string pairs"},
         {"4:body,1:1#", "field 'body': expected string"},
         {"12:content-type,4:true!", "field 'content-type': expected string"},
         {"4:code,3:200,", "field 'code': expected int"},
@@ -817,7 +823,7 @@ static void multi_id_round_trips_with_and_without_seq(void **state)
 static void multi_id_single_entry_list_keeps_the_list_form(void **state)
 {
     (void)state;
-    const char *one = "T36:2:id,26:23:2:id,5:0-0-1,3:seq,1:5#}]}";
+    const char *one = "T36:2:id,27:23:2:id,5:0-0-1,3:seq,1:5#}]}";
     assert_int_equal(0, decode_s(one, &pkt_a, NULL));
     assert_int_equal(1, pkt_a.n_ids);
     assert_true(pkt_a.has & ZH_ZF_MULTI_ID);
@@ -833,14 +839,16 @@ static void multi_id_entry_errors(void **state)
     } cases[] = {
         {"2:id,0:]", "field 'id': empty list"},
         {"2:id,4:1:a,]", "field 'id': list entry is not a dict"},
-        {"2:id,14:11:3:seq,1:1#}]", "field 'id': list entry has no 'id'"},
-        {"2:id,14:11:2:id,2:42#}]", "field 'id': list entry 'id': expected string"},
-        {"2:id,23:20:2:id,1:a,3:seq,1:1,}]", "field 'id': list entry 'seq': expected int"},
-        {"2:id,22:19:2:id,1:a,2:id,1:b,}]", "field 'id': list entry has a duplicate 'id'"},
-        {"2:id,30:27:2:id,1:a,3:seq,1:1#3:seq,1:2#}]",
+        {"2:id,14:10:3:seq,1:1#}]", "field 'id': list entry has no 'id'"},
+        {"2:id,14:10:2:id,2:42#}]", "field 'id': list entry 'id': expected string"},
+        {"2:id,23:19:2:id,1:a,3:seq,1:1,}]", "field 'id': list entry 'seq': expected int"},
+        {"2:id,22:18:2:id,1:a,2:id,1:b,}]", "field 'id': list entry has a duplicate 'id'"},
+        {"2:id,33:29:2:id,1:a,3:seq,1:1#3:seq,1:2#}]",
          "field 'id': list entry has a duplicate 'seq'"},
-        {"2:id,23:20:2:id,1:a,3:seq,1:1#}]3:seq,1:0#", "field 'seq': not allowed with a list of ids"},
-        {"3:seq,1:0#2:id,23:20:2:id,1:a,3:seq,1:1#}]", "field 'seq': not allowed with a list of ids"},
+        {"2:id,23:19:2:id,1:a,3:seq,1:1#}]3:seq,1:0#",
+         "field 'seq': not allowed with a list of ids"},
+        {"3:seq,1:0#2:id,23:19:2:id,1:a,3:seq,1:1#}]",
+         "field 'seq': not allowed with a list of ids"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *r = reason_of(cases[i].pairs, NULL);
@@ -848,7 +856,7 @@ static void multi_id_entry_errors(void **state)
             fail_msg("%s: got %s, want %s", cases[i].pairs, r ? r : "(ok)", cases[i].reason);
     }
     /* Unknown keys inside an entry are ignored. */
-    assert_null(reason_of("2:id,27:24:2:id,1:a,5:extra,0:~}]", NULL));
+    assert_null(reason_of("2:id,24:20:2:id,1:a,5:extra,0:~}]", NULL));
     assert_span(pkt_a.ids[0].id, "a");
 }
 
@@ -860,7 +868,7 @@ static void ext_multi_true_false_and_other_keys(void **state)
     assert_null(reason_of("3:ext,16:5:multi,5:false!}", NULL));
     assert_true(pkt_a.has & ZH_ZF_EXT_MULTI);
     assert_false(pkt_a.ext_multi);
-    assert_null(reason_of("3:ext,33:5:quiet,4:true!5:multi,4:true!}", NULL));
+    assert_null(reason_of("3:ext,30:5:quiet,4:true!5:multi,4:true!}", NULL));
     assert_true(pkt_a.ext_multi);
     /* ext without multi: present but says nothing we use. */
     assert_null(reason_of("3:ext,15:5:quiet,4:true!}", NULL));
@@ -868,7 +876,7 @@ static void ext_multi_true_false_and_other_keys(void **state)
     assert_null(reason_of("3:ext,0:}", NULL));
     assert_false(pkt_a.has & ZH_ZF_EXT_MULTI);
     /* quiet may have any type; only multi is checked. */
-    assert_null(reason_of("3:ext,11:5:quiet,1:x,}", NULL));
+    assert_null(reason_of("3:ext,12:5:quiet,1:x,}", NULL));
 }
 
 static void ext_false_round_trips(void **state)
@@ -877,7 +885,7 @@ static void ext_false_round_trips(void **state)
     zh_zhttp_packet_init(&pkt_a);
     pkt_a.has = ZH_ZF_EXT_MULTI;
     pkt_a.ext_multi = false;
-    assert_encodes_to(&pkt_a, "T22:3:ext,16:5:multi,5:false!}}");
+    assert_encodes_to(&pkt_a, "T26:3:ext,16:5:multi,5:false!}}");
 }
 
 /* ---- headers ---- */
@@ -916,11 +924,11 @@ static void headers_limits_and_shapes(void **state)
     assert_string_equal("field 'headers': entry is not a 2-element list",
                         reason_of("7:headers,7:4:1:a,]]", NULL));
     assert_string_equal("field 'headers': entry is not a 2-element list",
-                        reason_of("7:headers,15:12:1:a,1:b,1:c,]]", NULL));
+                        reason_of("7:headers,16:12:1:a,1:b,1:c,]]", NULL));
     assert_string_equal("field 'headers': entry is not a 2-element list",
                         reason_of("7:headers,3:0:]]", NULL));
     /* Order, case and duplicates are preserved. */
-    assert_null(reason_of("7:headers,33:14:4:Host,3:a.b,]13:4:host,2:c!,]]", NULL));
+    assert_null(reason_of("7:headers,33:13:4:Host,3:a.b,]12:4:host,2:c!,]]", NULL));
     assert_int_equal(2, pkt_a.n_headers);
     assert_span(pkt_a.headers[0].name, "Host");
     assert_span(pkt_a.headers[1].name, "host");
@@ -932,9 +940,9 @@ static void headers_limits_and_shapes(void **state)
 static void user_data_and_passthrough_keep_raw_bytes(void **state)
 {
     (void)state;
-    const char *pairs = "9:user-data,28:1:a,15:1:x,1:1#0:~3:1.5^]}11:passthrough,2:42#";
+    const char *pairs = "9:user-data,25:1:a,17:1:x,1:1#0:~3:1.5^]}11:passthrough,2:42#";
     assert_null(reason_of(pairs, NULL));
-    assert_span(pkt_a.user_data, "28:1:a,15:1:x,1:1#0:~3:1.5^]}");
+    assert_span(pkt_a.user_data, "25:1:a,17:1:x,1:1#0:~3:1.5^]}");
     assert_span(pkt_a.passthrough, "2:42#");
     /* Re-encoded byte for byte. */
     struct zh_buf b = {0}, want = {0};
@@ -1028,13 +1036,11 @@ static void tnetstring_errors_have_reasons(void **state)
 static void every_truncation_of_every_example_fails_cleanly(void **state)
 {
     (void)state;
-    static const char *exs[] = {EX_SERVER_GET, EX_HANDLER_RESPONSE, EX_CREDIT,
-                                EX_BODY,       EX_CLIENT_REQUEST,   EX_ACK,
-                                EX_FAILURE,    EX_REQ_REQUEST,      EX_REQ_RESPONSE,
-                                EX_BATCHED_KEEPALIVE};
+    static const char *exs[] = {
+        EX_SERVER_GET, EX_HANDLER_RESPONSE, EX_CREDIT,      EX_BODY,         EX_CLIENT_REQUEST,
+        EX_ACK,        EX_FAILURE,          EX_REQ_REQUEST, EX_REQ_RESPONSE, EX_BATCHED_KEEPALIVE};
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    uint8_t *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                        0);
+    uint8_t *map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     assert_true(map != MAP_FAILED);
     assert_int_equal(0, mprotect(map + page, page, PROT_NONE));
     for (size_t i = 0; i < sizeof exs / sizeof exs[0]; i++) {
@@ -1065,8 +1071,7 @@ static void failed_decode_leaves_an_empty_packet(void **state)
     struct zh_zhttp_error err = {0};
     assert_int_equal(0, decode_s(EX_SERVER_GET, &pkt_a, NULL));
     /* Valid fields first, then a bad one. */
-    assert_int_equal(ZH_E_TYPE,
-                     decode_s("T25:4:from,1:a,2:id,1:b,3:seq,1:x,}", &pkt_a, &err));
+    assert_int_equal(ZH_E_TYPE, decode_s("T30:4:from,1:a,2:id,1:b,3:seq,1:x,}", &pkt_a, &err));
     assert_string_equal("field 'seq': expected int", err.reason);
     assert_absent(pkt_a.from);
     assert_int_equal(0, pkt_a.n_ids);
