@@ -12,7 +12,8 @@
 
 struct zh_chan;
 
-/* Create a channel holding at most `capacity` items (rounded up to a power of two). */
+/* Create a channel holding at most `capacity` items (rounded up to a power of two, at least 1).
+ * Never returns NULL: failing to create the eventfds (start-up only) aborts with a message. */
 struct zh_chan *zh_chan_new(size_t capacity);
 
 /* Free the channel. Items still queued are not freed: drain first. */

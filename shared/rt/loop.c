@@ -17,6 +17,7 @@ struct zh_loop {
     uint64_t now;
     struct zh_wheel wheel;
     struct zh_defer *pending_head, **pending_tail;
+    struct zh_defer *running; /* rest of the batch run_pending is running (cancel looks here too) */
 };
 
 uint64_t zh_time_ms(void)
@@ -160,24 +161,32 @@ void zh_loop_defer_cancel(struct zh_loop *loop, struct zh_defer *d)
         *pp = d->_next;
         if (loop->pending_tail == &d->_next)
             loop->pending_tail = pp;
+    } else {
+        /* Not in the next phase's queue: it is later in the batch being run right now. */
+        pp = &loop->running;
+        while (*pp && *pp != d)
+            pp = &(*pp)->_next;
+        if (*pp)
+            *pp = d->_next;
     }
     d->_queued = false;
     d->_next = NULL;
 }
 
-/* Run the deferred calls queued so far; calls queued while running wait for the next phase, so a callback
- * that re-queues itself cannot starve the loop. */
+/* Run the deferred calls queued so far; calls queued while running wait for the next phase, so a
+ * callback that re-queues itself cannot starve the loop. The batch stays reachable from
+ * loop->running, so a callback may cancel (and free the owner of) a call later in the batch. */
 static void run_pending(struct zh_loop *loop)
 {
-    struct zh_defer *d = loop->pending_head;
+    loop->running = loop->pending_head;
     loop->pending_head = NULL;
     loop->pending_tail = &loop->pending_head;
-    while (d) {
-        struct zh_defer *next = d->_next;
+    struct zh_defer *d;
+    while ((d = loop->running) != NULL) {
+        loop->running = d->_next;
         d->_queued = false;
         d->_next = NULL;
         d->_cb(d, d->_data);
-        d = next;
     }
 }
 

@@ -10,7 +10,8 @@
  *   level 1, slot (e >> 6) & 63   if they share the same 4096 ms block
  *   level 2, slot (e >> 12) & 63  if they share the same 2^18 ms block
  *   level 3, slot (e >> 18) & 63  if they share the same 2^24 ms block
- *   level 3, slot 0               otherwise ("parked": re-placed at every 2^24 ms boundary)
+ *   level 3, slot 0               otherwise ("parked": placed again when time enters a new
+ *                                2^24 ms block)
  *
  * So in levels 1..3 only slots above the current index ((now >> 6L) & 63) are in use, and level 3
  * slot 0 is free for parking: it is cascaded exactly when time crosses into a new 2^24 ms block,

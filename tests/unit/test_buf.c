@@ -346,8 +346,8 @@ static void container_of_finds_the_owner(void **state)
 static void strerror_names_every_zhttpd_code(void **state)
 {
     (void)state;
-#define CHECK_NAME(name, value, text)                                                              \
-    assert_int_equal(name, value);                                                                 \
+#define CHECK_NAME(name, value, text) \
+    assert_int_equal(name, value);    \
     assert_string_equal(zh_strerror(name), text);
     ZH_ERR_MAP(CHECK_NAME)
 #undef CHECK_NAME

@@ -274,8 +274,8 @@ static void packets_after_close_are_closed(void **state)
 {
     (void)state;
     static const enum zh_zhttp_type types[] = {
-        ZH_ZHTTP_DATA,   ZH_ZHTTP_CREDIT, ZH_ZHTTP_KEEP_ALIVE,   ZH_ZHTTP_CANCEL,
-        ZH_ZHTTP_ERROR,  ZH_ZHTTP_PING,   ZH_ZHTTP_HANDOFF_START};
+        ZH_ZHTTP_DATA,  ZH_ZHTTP_CREDIT, ZH_ZHTTP_KEEP_ALIVE,   ZH_ZHTTP_CANCEL,
+        ZH_ZHTTP_ERROR, ZH_ZHTTP_PING,   ZH_ZHTTP_HANDOFF_START};
     struct zh_session s;
     new_session(&s, ZH_ROLE_CLIENT, 0);
     make(ZH_ZHTTP_CANCEL, "app1", 0);
@@ -766,10 +766,14 @@ static void multi_id_entry_seq_is_checked_per_session(void **state)
 static void unknown_session_client_role_cancels(void **state)
 {
     (void)state;
-    static const enum zh_zhttp_type types[] = {
-        ZH_ZHTTP_DATA,          ZH_ZHTTP_CREDIT,          ZH_ZHTTP_KEEP_ALIVE,
-        ZH_ZHTTP_HANDOFF_START, ZH_ZHTTP_HANDOFF_PROCEED, ZH_ZHTTP_CLOSE,
-        ZH_ZHTTP_PING,          ZH_ZHTTP_PONG};
+    static const enum zh_zhttp_type types[] = {ZH_ZHTTP_DATA,
+                                               ZH_ZHTTP_CREDIT,
+                                               ZH_ZHTTP_KEEP_ALIVE,
+                                               ZH_ZHTTP_HANDOFF_START,
+                                               ZH_ZHTTP_HANDOFF_PROCEED,
+                                               ZH_ZHTTP_CLOSE,
+                                               ZH_ZHTTP_PING,
+                                               ZH_ZHTTP_PONG};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
         make(types[i], "app1", 3);
         assert_int_equal(ZH_UNKNOWN_CANCEL, zh_session_unknown_action(ZH_ROLE_CLIENT, &pkt));

@@ -281,9 +281,20 @@ static void timeout_is_exact_within_the_first_level(void **state)
 static void timeout_driven_loop_fires_exactly_on_time(void **state)
 {
     (void)state;
-    static const uint64_t delays[] = {1,       63,       64,         65,          4095,
-                                      4096,    4097,     262143,     262144,      300001,
-                                      WHEEL_SPAN - 1, WHEEL_SPAN, WHEEL_SPAN + 1, 5 * WHEEL_SPAN + 77,
+    static const uint64_t delays[] = {1,
+                                      63,
+                                      64,
+                                      65,
+                                      4095,
+                                      4096,
+                                      4097,
+                                      262143,
+                                      262144,
+                                      300001,
+                                      WHEEL_SPAN - 1,
+                                      WHEEL_SPAN,
+                                      WHEEL_SPAN + 1,
+                                      5 * WHEEL_SPAN + 77,
                                       UINT64_C(86400000) * 30};
     for (size_t i = 0; i < sizeof(delays) / sizeof(delays[0]); i++) {
         for (uint64_t start = 0; start < 3; start++) {
