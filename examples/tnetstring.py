@@ -1,4 +1,4 @@
-"""A small pure-Python tnetstring codec for tests (ZHTTP.md §1.1).
+"""A small pure-Python tnetstring codec (ZHTTP.md §1.1), used by the examples and the tests.
 
     dumps(obj) -> bytes   bytes/bytearray/str (UTF-8) -> `,`, bool -> `!`, int -> `#`,
                           float -> `^`, None -> `~`, list/tuple -> `]`, dict -> `}` (str or bytes

@@ -36,10 +36,16 @@ elif [ $rc -ne 0 ]; then
     fail=1
 fi
 
-step "coverage of shared/proto (unit tests)"
+step "coverage of shared/proto (unit tests, must be >= 80 % of lines)"
 if bash scripts/build.sh coverage >/dev/null; then
     ctest --test-dir build-cov -j"$(nproc)" >/dev/null 2>&1 || true
-    gcovr -r . --filter 'shared/proto/' build-cov --txt-summary 2>/dev/null | tail -4 || true
+    cov=$(gcovr -r . --filter 'shared/proto/' build-cov -s 2>&1 | tail -4)
+    echo "$cov"
+    pct=$(echo "$cov" | sed -n 's/^lines: \([0-9.]*\)%.*/\1/p')
+    if [ -z "$pct" ] || ! awk -v p="$pct" 'BEGIN { exit !(p >= 80) }'; then
+        echo "coverage of shared/proto below 80 % (or not measured)"
+        fail=1
+    fi
 else
     fail=1
 fi

@@ -90,7 +90,7 @@ static int open_unix(const struct zh_listen_spec *sp, char *name, size_t name_le
         zh_buf_printf(err, "listen: unix socket path missing or too long");
         return -1;
     }
-    strcpy(sun.sun_path, sp->path);
+    memcpy(sun.sun_path, sp->path, strlen(sp->path) + 1);
     snprintf(name, name_len, "unix:%s", sp->path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {

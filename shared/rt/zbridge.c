@@ -403,9 +403,12 @@ static void retry_parked(struct zh_zbridge *b)
 }
 
 /* Pop and place messages from every outbound channel; a channel whose next message can't be placed
- * keeps it in `held` and is skipped until its destination drains. */
-static void drain_outbound(struct zh_zbridge *b)
+ * keeps it in `held` and is skipped until its destination drains. Returns true when a channel was left
+ * with messages after a full batch: its signal is already drained and a channel only signals again on
+ * empty -> non-empty, so the caller must come back without waiting. */
+static bool drain_outbound(struct zh_zbridge *b)
 {
+    bool more = false;
     for (unsigned w = 0; w < b->workers; w++) {
         for (int s = 0; s < ZH_ZS_COUNT; s++) {
             struct outchan *oc = &b->out[w][s];
@@ -417,7 +420,8 @@ static void drain_outbound(struct zh_zbridge *b)
                 oc->held = NULL;
             }
             zh_chan_drain_signal(oc->ch);
-            for (int k = 0; k < RECV_BATCH; k++) {
+            int k;
+            for (k = 0; k < RECV_BATCH; k++) {
                 struct zh_zmsg *m = zh_chan_pop(oc->ch);
                 if (!m)
                     break;
@@ -426,11 +430,31 @@ static void drain_outbound(struct zh_zbridge *b)
                     break;
                 }
             }
+            if (k == RECV_BATCH)
+                more = true;
         }
     }
+    return more;
 }
 
 /* ---- inbound ---- */
+
+/* Push a FIFO's messages into ch in order until it is full; returns how many went. The next link is
+ * read before each push: once pushed, a message belongs to the other thread, which may free it. */
+static size_t push_fifo(struct zh_chan *ch, struct zh_zmsg **head, struct zh_zmsg **tail)
+{
+    size_t n = 0;
+    while (*head) {
+        struct zh_zmsg *m = *head, *next = m->next;
+        if (zh_chan_push(ch, m) != 0)
+            break;
+        *head = next;
+        n++;
+    }
+    if (!*head)
+        *tail = NULL;
+    return n;
+}
 
 static void deliver(struct zh_zbridge *b, unsigned w, struct zh_zmsg *m)
 {
@@ -455,12 +479,7 @@ static void flush_inboxes(struct zh_zbridge *b)
         if (!q->count)
             continue;
         zh_chan_drain_space_signal(q->ch);
-        while (q->head && zh_chan_push(q->ch, q->head) == 0) {
-            q->head = q->head->next;
-            if (!q->head)
-                q->tail = NULL;
-            q->count--;
-        }
+        q->count -= push_fifo(q->ch, &q->head, &q->tail);
         if (q->count)
             zh_chan_want_space(q->ch);
     }
@@ -590,8 +609,8 @@ static void final_flush(struct zh_zbridge *b)
     uint64_t deadline = zh_time_ms() + b->linger_ms;
     for (;;) {
         retry_parked(b);
-        drain_outbound(b);
-        if (!b->n_parked && !any_held(b))
+        bool more = drain_outbound(b);
+        if (!b->n_parked && !any_held(b) && !more)
             break;
         if (zh_time_ms() >= deadline) {
             zh_warn("shutdown: %zu message(s) for slow peers not delivered", b->n_parked);
@@ -607,6 +626,7 @@ static void *bridge_main(void *arg)
     zh_log_set_thread("bridge");
     enum { MAXITEMS = ZH_ZS_COUNT + ZH_ZBRIDGE_MAX_WORKERS * (ZH_ZS_COUNT + 1) + 1 };
     zmq_pollitem_t items[MAXITEMS];
+    bool more_out = false;
     while (!atomic_load(&b->stopping)) {
         int n = 0;
         bool blocked = inbound_blocked(b);
@@ -635,7 +655,7 @@ static void *bridge_main(void *arg)
                     .socket = NULL, .fd = zh_chan_space_fd(b->in[w].ch), .events = ZMQ_POLLIN};
         }
         items[n++] = (zmq_pollitem_t){.socket = NULL, .fd = b->ctl_fd, .events = ZMQ_POLLIN};
-        long timeout = (b->n_parked || any_held(b)) ? RETRY_MS : -1;
+        long timeout = more_out ? 0 : (b->n_parked || any_held(b)) ? RETRY_MS : -1;
         int r = zmq_poll(items, n, timeout);
         if (r < 0) {
             if (errno == EINTR)
@@ -653,7 +673,7 @@ static void *bridge_main(void *arg)
         }
         if (b->n_parked)
             retry_parked(b);
-        drain_outbound(b);
+        more_out = drain_outbound(b);
     }
     final_flush(b);
     return NULL;
@@ -756,21 +776,11 @@ static void zport_flush(struct zport_q *q)
 {
     struct zh_chan *ch = q->port->b->out[q->port->w][q->sock].ch;
     zh_chan_drain_space_signal(ch);
-    while (q->head && zh_chan_push(ch, q->head) == 0) {
-        q->head = q->head->next;
-        if (!q->head)
-            q->tail = NULL;
-        q->count--;
-    }
+    q->count -= push_fifo(ch, &q->head, &q->tail);
     if (q->head) {
         zh_chan_want_space(ch);
         /* Space may have freed between the failed push and the request: try once more. */
-        while (q->head && zh_chan_push(ch, q->head) == 0) {
-            q->head = q->head->next;
-            if (!q->head)
-                q->tail = NULL;
-            q->count--;
-        }
+        q->count -= push_fifo(ch, &q->head, &q->tail);
     }
     if (!q->head)
         zh_io_stop(q->port->loop, &q->io);
