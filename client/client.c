@@ -10,8 +10,8 @@
 
 #define MAX_RESP_HEADERS ZH_ZHTTP_MAX_HEADERS
 
-/* One req-mode request: the received message (its envelope and the spans the request points into) stays
- * alive until the answer is sent. */
+/* One req-mode request: the received message (its envelope and the spans the request points into)
+ * stays alive until the answer is sent. */
 struct creq {
     struct creq *prev, *next;
     struct zh_client *c;
@@ -365,9 +365,9 @@ static void on_req(struct zh_client *c, struct zh_zmsg *m)
         zh_zmsg_free(m);
         return;
     }
-    if (c->closing ||
-        (c->cfg.max_open_requests && c->n_reqs >= c->cfg.max_open_requests)) {
-        zh_warn("client-req: %s, request refused", c->closing ? "shutting down" : "too many requests");
+    if (c->closing || (c->cfg.max_open_requests && c->n_reqs >= c->cfg.max_open_requests)) {
+        zh_warn("client-req: %s, request refused",
+                c->closing ? "shutting down" : "too many requests");
         send_req_error(c, m, env, id, pkt->user_data, "undefined-condition");
         zh_free(pkt);
         zh_zmsg_free(m);

@@ -1,9 +1,9 @@
 /* The client role on one worker (Zurl's job): ZHTTP requests from requesters become outbound HTTP
  * transfers on the worker's curl multi handle, and the responses go back as ZHTTP.
  *
- * The bridge hands this engine every message that arrived on a client-role socket and was routed to this
- * worker (by hash(from, id)); the engine answers through the worker's zh_zport. Sessions are keyed by
- * (requester `from`, id). */
+ * The bridge hands this engine every message that arrived on a client-role socket and was routed to
+ * this worker (by hash(from, id)); the engine answers through the worker's zh_zport. Sessions are
+ * keyed by (requester `from`, id). */
 #ifndef ZH_CLIENT_CLIENT_H
 #define ZH_CLIENT_CLIENT_H
 
@@ -16,12 +16,12 @@
 #include "shared/rt/zmsg.h"
 
 struct zh_client_config {
-    const char *instance_id;             /* our `from` */
-    struct zh_session_params params;     /* keep-alive / expiry */
-    uint64_t max_response_size;          /* non-stream responses without max-size (Zurl: 1 MiB) */
-    uint32_t timeout_ms;                 /* HTTP inactivity limit (Zurl `timeout`), 0 = none */
-    uint32_t connect_timeout_ms;         /* 0 = libcurl's default */
-    unsigned max_open_requests;          /* per worker, 0 = unlimited */
+    const char *instance_id;         /* our `from` */
+    struct zh_session_params params; /* keep-alive / expiry */
+    uint64_t max_response_size;      /* non-stream responses without max-size (Zurl: 1 MiB) */
+    uint32_t timeout_ms;             /* HTTP inactivity limit (Zurl `timeout`), 0 = none */
+    uint32_t connect_timeout_ms;     /* 0 = libcurl's default */
+    unsigned max_open_requests;      /* per worker, 0 = unlimited */
 };
 
 struct zh_client;

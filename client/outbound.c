@@ -119,7 +119,9 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
         ev |= ZH_EV_READ;
     if (what & CURL_POLL_OUT)
         ev |= ZH_EV_WRITE;
-    /* zh_io_set copes with fds curl closed and reopened (EEXIST/ENOENT); EBADF means the fd is gone. */
+    /* curl announces CURL_POLL_REMOVE before it closes a socket, so a watcher never outlives its
+     * fd; zh_io_set still falls back between ADD and MOD (EEXIST/ENOENT). EBADF means the fd is
+     * gone. */
     int r = zh_io_set(o->loop, &w->io, ev);
     if (r < 0 && r != -EBADF)
         zh_warn("curl socket %d: epoll: %s", (int)s, zh_strerror(r));

@@ -1,9 +1,10 @@
-/* libcurl multi glue for one worker loop (the ephiperfifo shape): CURLMOPT_SOCKETFUNCTION maps curl's
- * sockets to loop io watchers, CURLMOPT_TIMERFUNCTION to one loop timer, and completed transfers are reaped
- * with curl_multi_info_read() after each curl_multi_socket_action().
+/* libcurl multi glue for one worker loop (the ephiperfifo shape): CURLMOPT_SOCKETFUNCTION maps
+ * curl's sockets to loop io watchers, CURLMOPT_TIMERFUNCTION to one loop timer, and completed
+ * transfers are reaped with curl_multi_info_read() after each curl_multi_socket_action().
  *
- * Neither callback calls back into curl: the timer is only armed, and a curl socket's watcher is freed in
- * a deferred phase, so an epoll event fetched in the same batch never reaches freed memory. */
+ * Neither callback calls back into curl: the timer is only armed, and a curl socket's watcher is
+ * freed in a deferred phase, so an epoll event fetched in the same batch never reaches freed
+ * memory. */
 #ifndef ZH_CLIENT_OUTBOUND_H
 #define ZH_CLIENT_OUTBOUND_H
 
@@ -13,8 +14,8 @@
 
 struct zh_outbound;
 
-/* Called from the loop (never inside a curl callback) when a transfer ends. The easy handle has been
- * removed from the multi handle; the callee owns it again. */
+/* Called from the loop (never inside a curl callback) when a transfer ends. The easy handle has
+ * been removed from the multi handle; the callee owns it again. */
 typedef void zh_outbound_done_cb(CURL *easy, CURLcode result, void *data);
 
 /* Create the multi handle for loop. */

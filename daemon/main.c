@@ -1,9 +1,10 @@
 /* zhttpd: command line, wiring of the threads, signals and clean shutdown.
  *
- * Start-up order: config -> log -> bridge (binds every ZeroMQ endpoint) -> workers -> listener (binds
- * every --listen port) -> threads start -> "ready". Any failure before "ready" is a startup error with a
- * message and exit code 1. Shutdown (SIGTERM/SIGINT) runs the same steps backwards, as DESIGN.md says:
- * stop accepting, drain for --shutdown-timeout, cancel the rest, flush the bridge, free everything. */
+ * Start-up order: config -> log -> bridge (binds every ZeroMQ endpoint) -> workers -> listener
+ * (binds every --listen port) -> threads start -> "ready". Any failure before "ready" is a startup
+ * error with a message and exit code 1. Shutdown (SIGTERM/SIGINT) runs the same steps backwards, as
+ * DESIGN.md says: stop accepting, drain for --shutdown-timeout, cancel the rest, flush the bridge,
+ * free everything. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <signal.h>
@@ -126,19 +127,19 @@ static void build_engine_configs(struct daemon *d)
     c->max_response_size = 1024 * 1024;
     c->timeout_ms = (uint32_t)cfg->client.timeout_ms;
     c->connect_timeout_ms = (uint32_t)cfg->client.connect_timeout_ms;
-    c->max_open_requests = cfg->client.max_open_requests > 0
-                               ? ((unsigned)cfg->client.max_open_requests + d->n_workers - 1) /
-                                     d->n_workers
-                               : 0;
+    c->max_open_requests =
+        cfg->client.max_open_requests > 0
+            ? ((unsigned)cfg->client.max_open_requests + d->n_workers - 1) / d->n_workers
+            : 0;
     struct zh_server_config *s = &d->server_cfg;
     s->instance_id = cfg->id;
     s->params.keepalive_ms = (uint32_t)cfg->server.keepalive_interval_ms;
     s->params.expiry_ms = (uint32_t)cfg->server.session_expiry_ms;
     s->buffer_size = cfg->server.buffer_size;
     s->max_header_size = cfg->server.max_header_size;
-    s->max_conns = ((unsigned)(cfg->server.stream_maxconn + cfg->server.req_maxconn) +
-                    d->n_workers - 1) /
-                   d->n_workers;
+    s->max_conns =
+        ((unsigned)(cfg->server.stream_maxconn + cfg->server.req_maxconn) + d->n_workers - 1) /
+        d->n_workers;
 }
 
 static int build_workers(struct daemon *d)

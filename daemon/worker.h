@@ -1,6 +1,6 @@
-/* A worker thread: one epoll loop with its timer wheel, running the client-role and server-role engines
- * for the sessions routed to it. Sessions never move between workers, so worker code takes no locks; the
- * main thread talks to a worker only through its control eventfd and atomics. */
+/* A worker thread: one epoll loop with its timer wheel, running the client-role and server-role
+ * engines for the sessions routed to it. Sessions never move between workers, so worker code takes
+ * no locks; the main thread talks to a worker only through its control eventfd and atomics. */
 #ifndef ZH_DAEMON_WORKER_H
 #define ZH_DAEMON_WORKER_H
 

@@ -9,7 +9,7 @@ PACKAGES=(
     build-essential cmake pkg-config git ca-certificates
     libzmq3-dev libcurl4-openssl-dev libc-ares-dev libssl-dev zlib1g-dev libsystemd-dev libjansson-dev
     # unit tests, coverage, fuzzing
-    libcmocka-dev gcovr clang libclang-rt-14-dev llvm
+    libcmocka-dev gcovr clang libclang-rt-14-dev llvm clang-format
     # integration tests
     python3 python3-zmq python3-pytest python3-websockets python3-aiohttp curl openssl
 )

@@ -15,6 +15,14 @@ step() { printf '\n==== %s ====\n' "$*"; }
 step "dependencies"
 bash scripts/deps.sh || exit 1
 
+step "format (clang-format --dry-run -Werror)"
+if ! git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror; then
+    echo "clang-format: files above need formatting"
+    fail=1
+else
+    echo "clang-format: clean"
+fi
+
 step "release build + unit tests"
 bash scripts/build.sh release || exit 1
 ctest --test-dir build --output-on-failure -j"$(nproc)" || fail=1

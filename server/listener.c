@@ -18,7 +18,7 @@
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
 
-#define ACCEPT_BATCH 16 /* per listener per turn, so one busy port can't starve the others */
+#define ACCEPT_BATCH  16 /* per listener per turn, so one busy port can't starve the others */
 #define FULL_RETRY_MS 10
 
 struct lsock {
@@ -41,7 +41,8 @@ struct zh_listener {
     bool started;
 };
 
-static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len, struct zh_buf *err)
+static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len,
+                    struct zh_buf *err)
 {
     struct sockaddr_storage ss;
     socklen_t len;

@@ -1,7 +1,7 @@
 /* The listener thread: accept() on every listening socket, but only while some worker has room, and
  * hand each connection to a worker round-robin, rotating over listeners too so none starves another
- * (see docs: accept fairness). Request processing never runs on this thread, so accepting never waits
- * behind it. */
+ * (see docs: accept fairness). Request processing never runs on this thread, so accepting never
+ * waits behind it. */
 #ifndef ZH_SERVER_LISTENER_H
 #define ZH_SERVER_LISTENER_H
 
@@ -17,14 +17,15 @@ struct zh_listen_spec {
     int port;         /* TCP port (not for local) */
     const char *path; /* unix socket path (local) */
     bool local;
-    bool req;  /* req mode instead of stream */
+    bool req; /* req mode instead of stream */
     bool tls;
-    int mode;  /* unix socket file mode, -1 = default */
+    int mode; /* unix socket file mode, -1 = default */
 };
 
 struct zh_listener;
 
-/* Bind and listen on every spec now (so errors are startup errors). workers[i] receive connections. */
+/* Bind and listen on every spec now (so errors are startup errors). workers[i] receive connections.
+ */
 struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n,
                                     struct zh_server *const *workers, unsigned nworkers,
                                     struct zh_buf *err);

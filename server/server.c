@@ -21,11 +21,11 @@
 
 /* Connection states, logged as "-> [%s]". */
 enum conn_state {
-    CS_HEAD = 0,  /* reading a request head */
-    CS_REQUEST,   /* request sent to a handler, response not started */
-    CS_RESPONSE,  /* response head written, body streaming */
-    CS_CLOSING,   /* flushing the last bytes, then close */
-    CS_CLOSED,    /* fd closed; freed from the pending phase */
+    CS_HEAD = 0, /* reading a request head */
+    CS_REQUEST,  /* request sent to a handler, response not started */
+    CS_RESPONSE, /* response head written, body streaming */
+    CS_CLOSING,  /* flushing the last bytes, then close */
+    CS_CLOSED,   /* fd closed; freed from the pending phase */
 };
 
 static const char *const state_names[] = {"head", "request", "response", "closing", "closed"};
@@ -62,16 +62,16 @@ struct conn {
     int minor;
     /* request body to the handler */
     enum zh_http1_body req_body;
-    uint64_t body_left;            /* Content-Length bytes not yet read */
-    size_t body_ready;             /* decoded body bytes at the front of `in` */
-    bool chunk_done;               /* chunked: last chunk and trailers read */
+    uint64_t body_left; /* Content-Length bytes not yet read */
+    size_t body_ready;  /* decoded body bytes at the front of `in` */
+    bool chunk_done;    /* chunked: last chunk and trailers read */
     struct zh_http1_chunked chunked;
-    bool body_done;                /* all request body bytes read (and the last packet sent) */
+    bool body_done; /* all request body bytes read (and the last packet sent) */
     /* response body from the handler */
     enum zh_http1_body resp_body;
-    uint64_t resp_left;            /* Content-Length bytes the handler still owes */
-    int64_t granted;               /* credits we gave the handler, minus body bytes received */
-    uint64_t unacked;              /* body bytes queued but not yet re-granted */
+    uint64_t resp_left; /* Content-Length bytes the handler still owes */
+    int64_t granted;    /* credits we gave the handler, minus body bytes received */
+    uint64_t unacked;   /* body bytes queued but not yet re-granted */
     bool resp_done;
 };
 
@@ -87,7 +87,7 @@ struct zh_server {
     uint32_t n_slots;
     uint32_t *free_slots;
     uint32_t n_free;
-    atomic_uint n_conns;   /* reserved by the listener, released when a conn is freed */
+    atomic_uint n_conns; /* reserved by the listener, released when a conn is freed */
     size_t active;
     bool closing;
     atomic_bool closing_flag; /* closing, as the listener thread sees it */
@@ -213,8 +213,8 @@ static void session_end(struct conn *c)
 static void queue_out(struct conn *c, const void *p, size_t n)
 {
     size_t w = 0;
-    /* The queue is sized for a head plus the credits granted, so a full queue means the handler broke
-     * flow control; conn_on_data checks credits before we get here. */
+    /* The queue is sized for a head plus the credits granted, so a full queue means the handler
+     * broke flow control; conn_on_data checks credits before we get here. */
     if (zh_chunkq_write(&c->out, p, n, &w) < 0 && w < n)
         zh_warn("conn %u-%u: output queue full, %zu bytes dropped", c->s->worker, c->slot, n - w);
 }
@@ -410,14 +410,15 @@ static void cut_in(struct conn *c, size_t off, size_t n)
 }
 
 /* Decode chunked framing in place: payload bytes gather at the front of the input buffer
- * ([0, body_ready)), framing bytes are cut out, and bytes after the body stay for the next request. */
+ * ([0, body_ready)), framing bytes are cut out, and bytes after the body stay for the next request.
+ */
 static bool decode_chunked(struct conn *c)
 {
     while (!c->chunk_done && c->body_ready < c->in_len) {
         size_t used = 0;
         struct zh_http1_span sp = {0};
-        int r = zh_http1_chunked_feed(&c->chunked, c->in + c->body_ready,
-                                      c->in_len - c->body_ready, &used, &sp);
+        int r = zh_http1_chunked_feed(&c->chunked, c->in + c->body_ready, c->in_len - c->body_ready,
+                                      &used, &sp);
         if (r == ZH_PARSE_ERROR) {
             zh_info("conn %u-%u: bad chunked body: %s", c->s->worker, c->slot,
                     zh_http1_strerror(c->chunked.err));
@@ -454,8 +455,7 @@ static void pump_body(struct conn *c)
     } else {
         c->body_ready = c->in_len < c->body_left ? c->in_len : (size_t)c->body_left;
     }
-    while (c->has_session && !c->body_done && c->sess.peer_len &&
-           c->sess.state == ZH_SESS_ACTIVE) {
+    while (c->has_session && !c->body_done && c->sess.peer_len && c->sess.state == ZH_SESS_ACTIVE) {
         size_t allow = c->sess.send_credits > 0 ? (size_t)c->sess.send_credits : 0;
         size_t n = c->body_ready < allow ? c->body_ready : allow;
         bool last = c->req_body == ZH_HTTP1_BODY_CHUNKED ? (c->chunk_done && n == c->body_ready)
@@ -491,8 +491,7 @@ static void conn_process(struct conn *c)
         return;
     struct zh_http1_header hdrs[MAX_REQ_HEADERS];
     size_t nh = MAX_REQ_HEADERS;
-    int r = zh_http1_parse_request(&c->req, c->in, c->in_len, c->s->cfg.max_header_size, hdrs,
-                                   &nh);
+    int r = zh_http1_parse_request(&c->req, c->in, c->in_len, c->s->cfg.max_header_size, hdrs, &nh);
     if (r == ZH_PARSE_INCOMPLETE) {
         if (c->in_len == c->in_cap && c->in_cap < c->s->cfg.max_header_size + 1) {
             /* A head larger than one buffer: grow up to the head limit, this connection only. */
@@ -669,8 +668,8 @@ static void on_handler_packet(struct conn *c, const struct zh_zhttp_packet *p,
         return;
     case ZH_SV_TERMINAL:
         zh_info("session %.*s: handler sent %s%s%.*s", (int)c->id_len, c->id,
-                zh_zhttp_type_name(p->type), p->condition.p ? " " : "",
-                (int)p->condition.n, p->condition.p ? (const char *)p->condition.p : "");
+                zh_zhttp_type_name(p->type), p->condition.p ? " " : "", (int)p->condition.n,
+                p->condition.p ? (const char *)p->condition.p : "");
         if (c->state == CS_REQUEST)
             write_simple_response(c, 502, "handler failed the request");
         else
@@ -751,8 +750,8 @@ void zh_server_on_zmsg(struct zh_server *s, struct zh_zmsg *m)
     unknown:
         if (zh_session_unknown_action(ZH_ROLE_SERVER, p) == ZH_UNKNOWN_DROP)
             zh_info("%s: %s packet for unknown session '%.*s' dropped", zh_zsock_name(m->sock),
-                    p->type == ZH_ZHTTP_DATA ? "data" : zh_zhttp_type_name(p->type),
-                    (int)id->id.n, (const char *)id->id.p);
+                    p->type == ZH_ZHTTP_DATA ? "data" : zh_zhttp_type_name(p->type), (int)id->id.n,
+                    (const char *)id->id.p);
     }
 out:
     zh_free(p);

@@ -1,7 +1,8 @@
 /* The server role on one worker (Condure's job): inbound HTTP/1.x connections handed over by the
- * listener thread become ZHTTP sessions with handlers. Requests go out on the PUSH socket (first packet)
- * and the ROUTER (later packets, once the handler's address is known); handler packets arrive routed by
- * the worker prefix of zhttpd's own ids "<worker>-<slot>-<counter>". See docs/internals/conn-lifecycle.md. */
+ * listener thread become ZHTTP sessions with handlers. Requests go out on the PUSH socket (first
+ * packet) and the ROUTER (later packets, once the handler's address is known); handler packets
+ * arrive routed by the worker prefix of zhttpd's own ids "<worker>-<slot>-<counter>". See
+ * docs/internals/conn-lifecycle.md. */
 #ifndef ZH_SERVER_SERVER_H
 #define ZH_SERVER_SERVER_H
 
@@ -59,8 +60,8 @@ void zh_server_unreserve(struct zh_server *s);
 /* Handle one message from a server-role socket. Takes ownership of m. */
 void zh_server_on_zmsg(struct zh_server *s, struct zh_zmsg *m);
 
-/* Stop taking new connections and close idle keep-alive ones. With cancel, also cancel every session
- * (handlers get a cancel) and close every connection. */
+/* Stop taking new connections and close idle keep-alive ones. With cancel, also cancel every
+ * session (handlers get a cancel) and close every connection. */
 void zh_server_shutdown(struct zh_server *s, int cancel);
 
 /* Requests in flight (sessions not yet answered in full). */

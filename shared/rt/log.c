@@ -62,8 +62,8 @@ void zh_log_write(int level, const char *fmt, ...)
     if (level > ZH_LOG_TRACE)
         level = ZH_LOG_TRACE;
     int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03ld [%s] [%s] ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, level_names[level], thread_tag);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, level_names[level], thread_tag);
     if (n < 0)
         return;
     va_list ap;

@@ -1,7 +1,7 @@
 /* Logging to stderr (or a file) with time, level and thread tag, one write() per line.
  *
- * Levels follow Condure's 0–4 scale: 0 error, 1 warn, 2 info, 3 debug, 4 trace. A message is written when
- * its level is <= the configured level. Safe to call from any thread. */
+ * Levels follow Condure's 0–4 scale: 0 error, 1 warn, 2 info, 3 debug, 4 trace. A message is
+ * written when its level is <= the configured level. Safe to call from any thread. */
 #ifndef ZH_SHARED_RT_LOG_H
 #define ZH_SHARED_RT_LOG_H
 
@@ -28,14 +28,15 @@ void zh_log_close(void);
  * thread's logging (a literal or static buffer). */
 void zh_log_set_thread(const char *tag);
 
-/* Write one line (no trailing newline needed). Prefer the macros, which skip formatting when disabled. */
+/* Write one line (no trailing newline needed). Prefer the macros, which skip formatting when
+ * disabled. */
 void zh_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define zh_log_enabled(level) ((level) <= zh_log_level_current)
-#define zh_log(level, ...)                                                                         \
-    do {                                                                                           \
-        if (zh_log_enabled(level))                                                                 \
-            zh_log_write(level, __VA_ARGS__);                                                      \
+#define zh_log(level, ...)                    \
+    do {                                      \
+        if (zh_log_enabled(level))            \
+            zh_log_write(level, __VA_ARGS__); \
     } while (0)
 #define zh_error(...) zh_log(ZH_LOG_ERROR, __VA_ARGS__)
 #define zh_warn(...)  zh_log(ZH_LOG_WARN, __VA_ARGS__)

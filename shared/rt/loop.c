@@ -202,9 +202,13 @@ int zh_loop_run(struct zh_loop *loop)
         if (loop->pending_head) {
             timeout = 0;
         } else {
+            /* The callbacks since the last advance took time: measure the timeout from now. */
             int64_t t = zh_wheel_timeout(&loop->wheel);
-            if (t >= 0)
+            if (t >= 0) {
+                int64_t spent = (int64_t)(zh_time_ms() - loop->now);
+                t = t > spent ? t - spent : 0;
                 timeout = t > 60000 ? 60000 : (int)t;
+            }
         }
         int n = epoll_wait(loop->epfd, events, MAX_EVENTS, timeout);
         if (n < 0) {

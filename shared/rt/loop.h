@@ -2,10 +2,11 @@
  *
  * zh_loop_run() repeats, as libuv's uv_run() does:
  *   run_pending -> epoll_wait(timeout = next timer) -> dispatch io -> run_pending -> run_timers
- * Callbacks never free objects that own a struct zh_io directly: they stop the io and free the owner from
- * a deferred callback (zh_loop_defer), which runs after dispatch, so no stale epoll event can reach freed
- * memory. Fired events are masked with the io's current interest set. Not thread-safe: one loop per thread;
- * other threads talk to it through channels (shared/rt/chan.h). */
+ * Callbacks never free objects that own a struct zh_io directly: they stop the io and free the
+ * owner from a deferred callback (zh_loop_defer), which runs after dispatch, so no stale epoll
+ * event can reach freed memory. Fired events are masked with the io's current interest set. Not
+ * thread-safe: one loop per thread; other threads talk to it through channels (shared/rt/chan.h).
+ */
 #ifndef ZH_SHARED_RT_LOOP_H
 #define ZH_SHARED_RT_LOOP_H
 

@@ -18,11 +18,11 @@
 #include "shared/rt/log.h"
 #include "shared/rt/zroute.h"
 
-#define RECV_BATCH      256 /* messages read from one socket per round, for fairness */
-#define INBOX_PENDING   256 /* per-worker overflow before the bridge stops reading */
-#define RETRY_MS        10
-#define MAX_IDENTITY    255
-#define MAX_LOCKS       64
+#define RECV_BATCH    256 /* messages read from one socket per round, for fairness */
+#define INBOX_PENDING 256 /* per-worker overflow before the bridge stops reading */
+#define RETRY_MS      10
+#define MAX_IDENTITY  255
+#define MAX_LOCKS     64
 
 struct dest {
     struct dest *next;
@@ -66,9 +66,9 @@ struct zh_zbridge {
 };
 
 static const int sock_types[ZH_ZS_COUNT] = {
-    [ZH_ZS_C_IN] = ZMQ_PULL,        [ZH_ZS_C_IN_STREAM] = ZMQ_ROUTER, [ZH_ZS_C_OUT] = ZMQ_XPUB,
-    [ZH_ZS_C_REQ] = ZMQ_ROUTER,     [ZH_ZS_S_OUT] = ZMQ_PUSH,         [ZH_ZS_S_OUT_STREAM] = ZMQ_ROUTER,
-    [ZH_ZS_S_IN] = ZMQ_SUB,         [ZH_ZS_S_REQ] = ZMQ_DEALER,
+    [ZH_ZS_C_IN] = ZMQ_PULL,    [ZH_ZS_C_IN_STREAM] = ZMQ_ROUTER, [ZH_ZS_C_OUT] = ZMQ_XPUB,
+    [ZH_ZS_C_REQ] = ZMQ_ROUTER, [ZH_ZS_S_OUT] = ZMQ_PUSH,         [ZH_ZS_S_OUT_STREAM] = ZMQ_ROUTER,
+    [ZH_ZS_S_IN] = ZMQ_SUB,     [ZH_ZS_S_REQ] = ZMQ_DEALER,
 };
 
 static bool sock_receives(enum zh_zsock s)
@@ -98,8 +98,9 @@ static int setopt_int(void *sock, int opt, int v)
     return zmq_setsockopt(sock, opt, &v, sizeof(v));
 }
 
-/* For an ipc endpoint: make the path absolute, create the parent directory and take `<path>.lock`, so a
- * second instance fails here instead of libzmq silently unlinking our socket file on its bind. */
+/* For an ipc endpoint: make the path absolute, create the parent directory and take `<path>.lock`,
+ * so a second instance fails here instead of libzmq silently unlinking our socket file on its bind.
+ */
 static int prepare_ipc(struct zh_zbridge *b, const char *spec, bool bind, struct zh_buf *abs,
                        struct zh_buf *err)
 {
@@ -134,7 +135,8 @@ static int prepare_ipc(struct zh_zbridge *b, const char *spec, bool bind, struct
                 continue;
             *p = '\0';
             if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                zh_buf_printf(err, "%s: cannot create directory %s: %s", spec, dir, strerror(errno));
+                zh_buf_printf(err, "%s: cannot create directory %s: %s", spec, dir,
+                              strerror(errno));
                 return -1;
             }
             *p = '/';
@@ -345,8 +347,8 @@ static void log_send_drop(const struct zh_zmsg *m, int r)
     }
 }
 
-/* Place m: send now, or park it behind its destination's queue. Returns false (m untouched) when the
- * destination's queue is full and m must wait in its channel slot. */
+/* Place m: send now, or park it behind its destination's queue. Returns false (m untouched) when
+ * the destination's queue is full and m must wait in its channel slot. */
 static bool place(struct zh_zbridge *b, struct zh_zmsg *m)
 {
     void *sock = b->socks[m->sock];
@@ -403,9 +405,9 @@ static void retry_parked(struct zh_zbridge *b)
 }
 
 /* Pop and place messages from every outbound channel; a channel whose next message can't be placed
- * keeps it in `held` and is skipped until its destination drains. Returns true when a channel was left
- * with messages after a full batch: its signal is already drained and a channel only signals again on
- * empty -> non-empty, so the caller must come back without waiting. */
+ * keeps it in `held` and is skipped until its destination drains. Returns true when a channel was
+ * left with messages after a full batch: its signal is already drained and a channel only signals
+ * again on empty -> non-empty, so the caller must come back without waiting. */
 static bool drain_outbound(struct zh_zbridge *b)
 {
     bool more = false;
@@ -498,8 +500,8 @@ static void route(struct zh_zbridge *b, struct zh_zmsg *m)
     struct zh_span payload = zh_zmsg_frame(m, m->nframes - 1);
     if (m->sock == ZH_ZS_S_IN) {
         struct zh_span addr;
-        if (zh_zhttp_split_pub(payload.p, payload.n, &addr, &payload) < 0 ||
-            addr.n != b->id_len || memcmp(addr.p, b->id, b->id_len) != 0) {
+        if (zh_zhttp_split_pub(payload.p, payload.n, &addr, &payload) < 0 || addr.n != b->id_len ||
+            memcmp(addr.p, b->id, b->id_len) != 0) {
             zh_warn("%s: frame without our address prefix, dropped", zh_zsock_name(m->sock));
             zh_zmsg_free(m);
             return;
@@ -508,7 +510,8 @@ static void route(struct zh_zbridge *b, struct zh_zmsg *m)
     uint64_t mask = 0;
     int n = zh_zroute(sock_role(m->sock), payload.p, payload.n, b->workers, &mask);
     if (n <= 0) {
-        /* Unroutable: one worker decodes it fully, logs the precise reason and answers if it can. */
+        /* Unroutable: one worker decodes it fully, logs the precise reason and answers if it can.
+         */
         deliver(b, b->rr++ % b->workers, m);
         return;
     }
@@ -554,7 +557,8 @@ static struct zh_zmsg *recv_one(void *sock, enum zh_zsock s, bool *again)
             break;
     }
     if (too_many) {
-        zh_warn("%s: message with more than %d frames dropped", zh_zsock_name(s), ZH_ZMSG_MAX_FRAMES);
+        zh_warn("%s: message with more than %d frames dropped", zh_zsock_name(s),
+                ZH_ZMSG_MAX_FRAMES);
         zh_zmsg_free(m);
         return NULL;
     }
@@ -637,12 +641,14 @@ static void *bridge_main(void *arg)
             short ev = 0;
             if (sock_receives((enum zh_zsock)s) && !blocked)
                 ev |= ZMQ_POLLIN;
-            /* POLLOUT is meaningful for PUSH and DEALER only; ROUTER/XPUB peers are retried by timer. */
+            /* POLLOUT is meaningful for PUSH and DEALER only; ROUTER/XPUB peers are retried by
+             * timer. */
             if ((s == ZH_ZS_S_OUT || s == ZH_ZS_S_REQ) && b->n_parked)
                 ev |= ZMQ_POLLOUT;
             if (!ev)
                 continue;
-            items[n++] = (zmq_pollitem_t){.socket = b->socks[s], .fd = 0, .events = ev, .revents = 0};
+            items[n++] =
+                (zmq_pollitem_t){.socket = b->socks[s], .fd = 0, .events = ev, .revents = 0};
         }
         int sock_end = n;
         for (unsigned w = 0; w < b->workers; w++) {

@@ -1,17 +1,18 @@
-/* The zmq bridge thread: owns every ZeroMQ socket of both roles and moves whole messages between them
- * and the workers, without parsing bodies (see DESIGN.md "Threads" and docs/internals/zbridge.md).
+/* The zmq bridge thread: owns every ZeroMQ socket of both roles and moves whole messages between
+ * them and the workers, without parsing bodies (see DESIGN.md "Threads" and
+ * docs/internals/zbridge.md).
  *
- *   - inbound: one zmq_poll loop over the sockets; each message is routed (shared/rt/zroute.h) and pushed
- *     on the chosen worker's inbox channel. If an inbox is full the message waits in a small per-worker
- *     queue; while any such queue is full the bridge stops reading its sockets, so ZeroMQ's own HWM pushes
- *     back on the peers. Nothing grows without bound.
- *   - outbound: one bounded channel per (worker, socket). Every send is non-blocking; a send that returns
- *     EAGAIN parks the message in a bounded queue for its destination (a handler identity on a ROUTER, the
- *     socket otherwise), retried on POLLOUT (PUSH/DEALER) or a 10 ms timer. While a destination's queue is
- *     full only the channels whose next message goes there wait.
+ *   - inbound: one zmq_poll loop over the sockets; each message is routed (shared/rt/zroute.h) and
+ * pushed on the chosen worker's inbox channel. If an inbox is full the message waits in a small
+ * per-worker queue; while any such queue is full the bridge stops reading its sockets, so ZeroMQ's
+ * own HWM pushes back on the peers. Nothing grows without bound.
+ *   - outbound: one bounded channel per (worker, socket). Every send is non-blocking; a send that
+ * returns EAGAIN parks the message in a bounded queue for its destination (a handler identity on a
+ * ROUTER, the socket otherwise), retried on POLLOUT (PUSH/DEALER) or a 10 ms timer. While a
+ * destination's queue is full only the channels whose next message goes there wait.
  *
- * The sockets are created and bound in zh_zbridge_new(), on the calling thread, so a bad endpoint or an ipc
- * path held by another instance is a startup error. */
+ * The sockets are created and bound in zh_zbridge_new(), on the calling thread, so a bad endpoint
+ * or an ipc path held by another instance is a startup error. */
 #ifndef ZH_SHARED_RT_ZBRIDGE_H
 #define ZH_SHARED_RT_ZBRIDGE_H
 
@@ -45,17 +46,19 @@ struct zh_zbridge_config {
 struct zh_zbridge;
 
 /* Create the context and sockets and bind/connect every endpoint (ipc paths made absolute, parent
- * directories created, `<path>.lock` flock'ed before bind). Returns NULL with a message in err on failure. */
+ * directories created, `<path>.lock` flock'ed before bind). Returns NULL with a message in err on
+ * failure. */
 struct zh_zbridge *zh_zbridge_new(const struct zh_zbridge_config *cfg, struct zh_buf *err);
 
 /* Start the bridge thread. Returns 0 or -errno. */
 int zh_zbridge_start(struct zh_zbridge *b);
 
-/* Stop the bridge thread after it has flushed what it can (outbound channels drained, parked messages
- * retried until linger_ms). Safe to call twice. */
+/* Stop the bridge thread after it has flushed what it can (outbound channels drained, parked
+ * messages retried until linger_ms). Safe to call twice. */
 void zh_zbridge_stop(struct zh_zbridge *b, unsigned linger_ms);
 
-/* Free everything (stopping the thread first if needed): sockets, context, queued messages, locks. */
+/* Free everything (stopping the thread first if needed): sockets, context, queued messages, locks.
+ */
 void zh_zbridge_free(struct zh_zbridge *b);
 
 /* True when socket s was configured. */
@@ -68,10 +71,10 @@ struct zh_chan *zh_zbridge_inbox(struct zh_zbridge *b, unsigned w);
 const char *zh_zbridge_id(const struct zh_zbridge *b);
 
 /* ---- worker side ----
- * A zh_zport is a worker's sending end: zh_zport_send() never fails and never blocks. When the channel to
- * the bridge is full the message waits in the port's FIFO, which is flushed from the worker's loop as soon
- * as the bridge makes room (the port watches the channel's space eventfd). That FIFO is bounded by the
- * engines' own limits (sessions x credits), not here. */
+ * A zh_zport is a worker's sending end: zh_zport_send() never fails and never blocks. When the
+ * channel to the bridge is full the message waits in the port's FIFO, which is flushed from the
+ * worker's loop as soon as the bridge makes room (the port watches the channel's space eventfd).
+ * That FIFO is bounded by the engines' own limits (sessions x credits), not here. */
 struct zh_zport;
 
 /* Create worker w's port, watching space fds on loop. */

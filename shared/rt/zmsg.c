@@ -6,10 +6,10 @@
 #include "shared/proto/mem.h"
 
 static const char *const zsock_names[ZH_ZS_COUNT] = {
-    [ZH_ZS_C_IN] = "client-in",          [ZH_ZS_C_IN_STREAM] = "client-in-stream",
-    [ZH_ZS_C_OUT] = "client-out",        [ZH_ZS_C_REQ] = "client-req",
-    [ZH_ZS_S_OUT] = "server-out",        [ZH_ZS_S_OUT_STREAM] = "server-out-stream",
-    [ZH_ZS_S_IN] = "server-in",          [ZH_ZS_S_REQ] = "server-req",
+    [ZH_ZS_C_IN] = "client-in",   [ZH_ZS_C_IN_STREAM] = "client-in-stream",
+    [ZH_ZS_C_OUT] = "client-out", [ZH_ZS_C_REQ] = "client-req",
+    [ZH_ZS_S_OUT] = "server-out", [ZH_ZS_S_OUT_STREAM] = "server-out-stream",
+    [ZH_ZS_S_IN] = "server-in",   [ZH_ZS_S_REQ] = "server-req",
 };
 
 const char *zh_zsock_name(enum zh_zsock s)

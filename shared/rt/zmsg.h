@@ -1,8 +1,9 @@
-/* A ZeroMQ multipart message in one allocation, as it travels between the bridge thread and workers.
+/* A ZeroMQ multipart message in one allocation, as it travels between the bridge thread and
+ * workers.
  *
- * The bridge builds one from the frames it receives and hands it over a channel; the receiver owns it
- * and frees it with zh_zmsg_free(). Workers build outgoing ones the same way. Frames are stored back to
- * back in data[]; frames[i] gives each one's offset and length. */
+ * The bridge builds one from the frames it receives and hands it over a channel; the receiver owns
+ * it and frees it with zh_zmsg_free(). Workers build outgoing ones the same way. Frames are stored
+ * back to back in data[]; frames[i] gives each one's offset and length. */
 #ifndef ZH_SHARED_RT_ZMSG_H
 #define ZH_SHARED_RT_ZMSG_H
 
@@ -11,7 +12,9 @@
 
 #include "shared/proto/zhttp.h"
 
-#define ZH_ZMSG_MAX_FRAMES 16 /* Condure allows 8 envelope frames; +delimiter +payload, with room */
+#define ZH_ZMSG_MAX_FRAMES                                                 \
+    16 /* Condure allows 8 envelope frames; +delimiter +payload, with room \
+        */
 
 /* The ZeroMQ sockets zhttpd owns, by role and job (see DESIGN.md / ZHTTP.md §2). */
 enum zh_zsock {
@@ -19,7 +22,7 @@ enum zh_zsock {
     ZH_ZS_C_IN = 0,    /* PULL: first packet of each stream session */
     ZH_ZS_C_IN_STREAM, /* ROUTER (identity = instance id): later requester packets */
     ZH_ZS_C_OUT,       /* XPUB: replies, one frame "<requester-from> T…" */
-    ZH_ZS_C_REQ,       /* ROUTER: req-mode requests [env…, "", T…], replies with the same envelope */
+    ZH_ZS_C_REQ, /* ROUTER: req-mode requests [env…, "", T…], replies with the same envelope */
     /* server role: zhttpd hands inbound requests to handlers */
     ZH_ZS_S_OUT,        /* PUSH: first packet of each session */
     ZH_ZS_S_OUT_STREAM, /* ROUTER (identity = instance id): later packets [handler-id, "", T…] */
@@ -38,10 +41,10 @@ struct zh_zmsg_frame {
 
 struct zh_zmsg {
     struct zh_zmsg *next; /* for the owner's queues */
-    enum zh_zsock sock; /* socket it came from, or goes to */
+    enum zh_zsock sock;   /* socket it came from, or goes to */
     uint32_t nframes;
-    uint32_t size;      /* bytes used in data[] */
-    uint32_t cap;       /* bytes allocated for data[] */
+    uint32_t size; /* bytes used in data[] */
+    uint32_t cap;  /* bytes allocated for data[] */
     struct zh_zmsg_frame frames[ZH_ZMSG_MAX_FRAMES];
     uint8_t data[];
 };

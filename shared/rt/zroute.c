@@ -43,7 +43,8 @@ static int route_one(enum zh_role role, const struct zh_tns_value *from, const u
     return 0;
 }
 
-int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers, uint64_t *mask)
+int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers,
+              uint64_t *mask)
 {
     *mask = 0;
     if (n < 1 || payload[0] != 'T' || nworkers == 0 || nworkers > 64)
@@ -67,7 +68,8 @@ int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nwor
         if (item.type != ZH_TNS_DICT || !zh_tns_dict_get(&item, "id", &one) ||
             one.type != ZH_TNS_STRING)
             return ZH_E_TYPE;
-        /* A bad entry in a batch only loses that entry: the worker that owns the others reports it. */
+        /* A bad entry in a batch only loses that entry: the worker that owns the others reports it.
+         */
         route_one(role, has_from ? &fromv : NULL, one.data, one.len, nworkers, mask);
     }
     int count = 0;
