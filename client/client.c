@@ -1,36 +1,63 @@
 #include "client/client.h"
 
-#include <curl/curl.h>
 #include <string.h>
 
+#include "client/jformat.h"
 #include "client/outbound.h"
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
+#include "shared/proto/tnetstring.h"
 #include "shared/rt/log.h"
+#include "shared/rt/zroute.h"
 
-#define MAX_RESP_HEADERS ZH_ZHTTP_MAX_HEADERS
+#define QUEUE_MAX       1024         /* requests waiting for a slot, per worker */
+#define DATA_PACKET_MAX (256 * 1024) /* body bytes in one response packet */
+#define TABLE_MIN       64
 
-/* One req-mode request: the received message (its envelope and the spans the request points into)
- * stays alive until the answer is sent. */
-struct creq {
-    struct creq *prev, *next;
+/* One request: a stream session (keyed by (from, id)) or a req-mode exchange. Every state change
+ * goes through set_state(), which logs "-> [%s]". */
+enum cs_state {
+    CS_QUEUED = 0, /* accepted (and acked), waiting for a request slot */
+    CS_REQUESTING, /* the transfer runs; nothing of the response was sent yet */
+    CS_RESPONDING, /* the response head was sent; the body follows under credits */
+    CS_CLOSED,     /* ended; freed in the reap phase */
+};
+
+static const char *const cs_names[] = {
+    [CS_QUEUED] = "queued",
+    [CS_REQUESTING] = "requesting",
+    [CS_RESPONDING] = "responding",
+    [CS_CLOSED] = "closed",
+};
+
+struct csess {
+    struct csess *hnext;         /* hash chain */
+    struct csess *qnext;         /* waiting queue, or the dead list */
+    struct csess *aprev, *anext; /* every live session of the engine */
     struct zh_client *c;
-    CURL *easy;
-    struct zh_zmsg *msg;
-    uint32_t env_frames; /* routing frames + empty delimiter, echoed on the reply */
-    struct zh_span id;
-    struct zh_span user_data;
-    struct curl_slist *headers;
-    char *url;
-    char *method;
-    uint64_t max_size;
-    bool too_big;
-    bool head_done; /* blank line after the final header block seen */
-    int code;
-    struct zh_buf reason;
-    struct zh_buf hdr_store; /* "name\0value\0" pairs */
-    size_t n_hdr;
-    struct zh_buf body;
+    enum cs_state state;
+    bool req_mode;    /* one answer inside the request's envelope */
+    bool json;        /* the requester speaks `J` */
+    bool quiet;       /* fire and forget (no from or no id): nothing is sent back */
+    bool keyed;       /* in the (from, id) table */
+    bool router_resp; /* replies go through the ROUTER instead of the PUB */
+    bool stream;      /* the response body is streamed under credits */
+    bool ext_multi;   /* the requester said ext.multi */
+    bool has_id;
+    bool running; /* holds a request slot */
+    struct zh_session ss;
+    struct zh_zmsg *env; /* req mode: the request message, whose envelope the answer reuses */
+    uint32_t env_frames;
+    uint8_t from_len, id_len;
+    char from[ZH_ZHTTP_MAX_ID_LEN + 1];
+    char id[ZH_ZHTTP_MAX_ID_LEN + 1];
+    struct zh_buf user_data; /* the latest user-data, raw tnetstring */
+    struct zh_request *req;
+    struct zh_timer timer;
+    struct zh_defer pump;
+    uint64_t deadline;      /* `timeout` field: session-timeout at this time (0 = none) */
+    uint64_t active_at;     /* last activity of the exchange, for the inactivity limit */
+    int64_t upload_credits; /* request body bytes the requester may still send */
 };
 
 struct zh_client {
@@ -39,303 +66,620 @@ struct zh_client {
     unsigned worker;
     struct zh_client_config cfg;
     struct zh_outbound *out;
-    struct creq *reqs;
-    size_t n_reqs;
+    struct zh_resolver *resolver;
+    struct zh_request_ctx *rctx;
+    struct csess **table;
+    size_t table_size;
+    size_t n_keyed;
+    struct csess *all;
+    size_t n_sess;
+    size_t n_running;
+    struct csess *q_head, *q_tail;
+    size_t n_queued;
+    struct csess *dead;
+    struct zh_defer reap;
+    struct zh_defer admit;
+    struct zh_zhttp_packet *in;  /* decoded incoming packet */
+    struct zh_zhttp_packet *rep; /* reply being built */
+    struct zh_buf jin;           /* a `J` packet converted to `T` */
+    struct zh_buf enc;           /* an encoded reply */
+    struct zh_buf jenc;          /* an encoded reply converted to `J` */
     bool closing;
 };
 
-static void creq_unlink(struct creq *r)
+static void set_state(struct csess *s, enum cs_state st)
 {
-    struct zh_client *c = r->c;
-    if (r->prev)
-        r->prev->next = r->next;
-    else
-        c->reqs = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    c->n_reqs--;
+    zh_trace("session %s/%s -> [%s]", s->from, s->id, cs_names[st]);
+    s->state = st;
 }
 
-static void creq_free(struct creq *r)
+static struct zh_span sspan(const char *p, size_t n)
 {
-    if (r->easy)
-        curl_easy_cleanup(r->easy);
-    curl_slist_free_all(r->headers);
-    zh_free(r->url);
-    zh_free(r->method);
-    zh_buf_free(&r->reason);
-    zh_buf_free(&r->hdr_store);
-    zh_buf_free(&r->body);
-    zh_zmsg_free(r->msg);
-    zh_free(r);
+    return (struct zh_span){(const uint8_t *)p, n};
 }
 
-/* Send pkt back through the req socket inside the request's envelope. */
-static void send_req_reply(struct zh_client *c, const struct zh_zmsg *req, uint32_t env_frames,
-                           const struct zh_zhttp_packet *pkt)
+/* ---- the (from, id) table ---- */
+
+static size_t key_hash(const uint8_t *from, size_t fl, const uint8_t *id, size_t il)
 {
-    struct zh_buf enc = {0};
-    zh_zhttp_encode(pkt, &enc);
-    struct zh_zmsg *m = zh_zmsg_new(ZH_ZS_C_REQ, enc.len + 256);
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; i < fl; i++)
+        h = (h ^ from[i]) * 1099511628211u;
+    h = (h ^ 0xffu) * 1099511628211u;
+    for (size_t i = 0; i < il; i++)
+        h = (h ^ id[i]) * 1099511628211u;
+    return (size_t)(h ^ (h >> 29));
+}
+
+static struct csess *lookup(struct zh_client *c, struct zh_span from, struct zh_span id)
+{
+    if (!c->table_size)
+        return NULL;
+    size_t b = key_hash(from.p, from.n, id.p, id.n) & (c->table_size - 1);
+    for (struct csess *s = c->table[b]; s; s = s->hnext)
+        if (s->from_len == from.n && s->id_len == id.n && memcmp(s->from, from.p, from.n) == 0 &&
+            memcmp(s->id, id.p, id.n) == 0)
+            return s;
+    return NULL;
+}
+
+static void table_insert(struct zh_client *c, struct csess *s)
+{
+    if ((c->n_keyed + 1) * 4 > c->table_size * 3) {
+        /* Grow at 75 % load. */
+        size_t ns = c->table_size ? c->table_size * 2 : TABLE_MIN;
+        struct csess **nt = zh_calloc(ns, sizeof(*nt));
+        for (size_t i = 0; i < c->table_size; i++) {
+            struct csess *e = c->table[i];
+            while (e) {
+                struct csess *next = e->hnext;
+                size_t b = key_hash((const uint8_t *)e->from, e->from_len, (const uint8_t *)e->id,
+                                    e->id_len) &
+                           (ns - 1);
+                e->hnext = nt[b];
+                nt[b] = e;
+                e = next;
+            }
+        }
+        zh_free(c->table);
+        c->table = nt;
+        c->table_size = ns;
+    }
+    size_t b = key_hash((const uint8_t *)s->from, s->from_len, (const uint8_t *)s->id, s->id_len) &
+               (c->table_size - 1);
+    s->hnext = c->table[b];
+    c->table[b] = s;
+    s->keyed = true;
+    c->n_keyed++;
+}
+
+static void table_remove(struct zh_client *c, struct csess *s)
+{
+    if (!s->keyed)
+        return;
+    size_t b = key_hash((const uint8_t *)s->from, s->from_len, (const uint8_t *)s->id, s->id_len) &
+               (c->table_size - 1);
+    struct csess **pp = &c->table[b];
+    while (*pp != s)
+        pp = &(*pp)->hnext;
+    *pp = s->hnext;
+    s->keyed = false;
+    c->n_keyed--;
+}
+
+/* ---- sending ---- */
+
+/* The encoded packet in the requester's format (valid until the next encode). */
+static struct zh_span encode(struct zh_client *c, const struct zh_zhttp_packet *p, bool json)
+{
+    zh_buf_reset(&c->enc);
+    zh_zhttp_encode(p, &c->enc);
+    if (!json)
+        return (struct zh_span){c->enc.data, c->enc.len};
+    zh_buf_reset(&c->jenc);
+    zh_jformat_from_tnet(c->enc.data, c->enc.len, &c->jenc);
+    return (struct zh_span){c->jenc.data, c->jenc.len};
+}
+
+/* A stream reply to requester `to`: one PUB frame "<to> T…", or [to, "", T…] on the ROUTER. */
+static void send_to(struct zh_client *c, struct zh_span to, bool router, struct zh_span payload)
+{
+    struct zh_zmsg *m;
+    if (router) {
+        m = zh_zmsg_new(ZH_ZS_C_IN_STREAM, to.n + payload.n + 8);
+        zh_zmsg_add(&m, to.p, to.n);
+        zh_zmsg_add(&m, "", 0);
+        zh_zmsg_add(&m, payload.p, payload.n);
+    } else {
+        m = zh_zmsg_new(ZH_ZS_C_OUT, to.n + 1 + payload.n);
+        struct zh_buf f = {0};
+        zh_buf_reserve(&f, to.n + 1);
+        zh_buf_append(&f, to.p, to.n);
+        zh_buf_putc(&f, ' ');
+        zh_zmsg_add2(&m, f.data, f.len, payload.p, payload.n);
+        zh_buf_free(&f);
+    }
+    zh_zport_send(c->port, m);
+}
+
+/* Start the reply packet of session s (from, id, seq, user-data are filled in by send_pkt). */
+static struct zh_zhttp_packet *reply(struct zh_client *c, enum zh_zhttp_type type)
+{
+    zh_zhttp_packet_init(c->rep);
+    c->rep->type = type;
+    return c->rep;
+}
+
+static void send_pkt(struct csess *s, struct zh_zhttp_packet *p)
+{
+    struct zh_client *c = s->c;
+    if (s->quiet)
+        return;
+    if (s->user_data.len)
+        p->user_data = (struct zh_span){s->user_data.data, s->user_data.len};
+    if (s->req_mode) {
+        if (s->has_id) {
+            p->n_ids = 1;
+            p->ids[0].id = sspan(s->id, s->id_len);
+        }
+        if (s->from_len)
+            p->from = zh_span_str(c->cfg.instance_id);
+        struct zh_span payload = encode(c, p, s->json);
+        struct zh_zmsg *m = zh_zmsg_new(ZH_ZS_C_REQ, payload.n + 256);
+        for (uint32_t i = 0; i < s->env_frames; i++) {
+            struct zh_span f = zh_zmsg_frame(s->env, i);
+            zh_zmsg_add(&m, f.p, f.n);
+        }
+        zh_zmsg_add(&m, payload.p, payload.n);
+        zh_zport_send(c->port, m);
+        return;
+    }
+    p->from = zh_span_str(c->cfg.instance_id);
+    p->n_ids = 1;
+    p->ids[0].id = sspan(s->id, s->id_len);
+    p->ids[0].seq = zh_session_take_seq(&s->ss, zh_loop_now(c->loop));
+    p->ids[0].has_seq = true;
+    send_to(c, sspan(s->from, s->from_len), s->router_resp, encode(c, p, s->json));
+}
+
+/* An answer outside any session (unknown session, refused first packet). */
+static void send_direct(struct zh_client *c, bool json, struct zh_span to, struct zh_span id,
+                        bool seq0, enum zh_zhttp_type type, const char *condition,
+                        struct zh_span user_data)
+{
+    struct zh_zhttp_packet *p = reply(c, type);
+    p->from = zh_span_str(c->cfg.instance_id);
+    p->n_ids = 1;
+    p->ids[0].id = id;
+    p->ids[0].has_seq = seq0;
+    if (condition)
+        p->condition = zh_span_str(condition);
+    if (user_data.n)
+        p->user_data = user_data;
+    send_to(c, to, false, encode(c, p, json));
+}
+
+/* A req-mode answer before any session exists. */
+static void send_req_error(struct zh_client *c, const struct zh_zmsg *req, uint32_t env_frames,
+                           bool json, struct zh_span id, struct zh_span user_data,
+                           const char *condition)
+{
+    struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);
+    if (id.p) {
+        p->n_ids = 1;
+        p->ids[0].id = id;
+    }
+    p->condition = zh_span_str(condition);
+    p->user_data = user_data;
+    struct zh_span payload = encode(c, p, json);
+    struct zh_zmsg *m = zh_zmsg_new(ZH_ZS_C_REQ, payload.n + 256);
     for (uint32_t i = 0; i < env_frames; i++) {
         struct zh_span f = zh_zmsg_frame(req, i);
         zh_zmsg_add(&m, f.p, f.n);
     }
-    zh_zmsg_add(&m, enc.data, enc.len);
-    zh_buf_free(&enc);
+    zh_zmsg_add(&m, payload.p, payload.n);
     zh_zport_send(c->port, m);
 }
 
-static void send_req_error(struct zh_client *c, const struct zh_zmsg *req, uint32_t env_frames,
-                           struct zh_span id, struct zh_span user_data, const char *condition)
+/* ---- session life ---- */
+
+static void arm_timer(struct csess *s);
+static void admit_cb(struct zh_defer *d, void *data);
+
+static void queue_remove(struct zh_client *c, struct csess *s)
 {
-    struct zh_zhttp_packet *pkt = zh_malloc(sizeof(*pkt));
-    zh_zhttp_packet_init(pkt);
-    if (id.p) {
-        pkt->n_ids = 1;
-        pkt->ids[0].id = id;
+    struct csess **pp = &c->q_head;
+    struct csess *prev = NULL;
+    while (*pp && *pp != s) {
+        prev = *pp;
+        pp = &(*pp)->qnext;
     }
-    pkt->type = ZH_ZHTTP_ERROR;
-    pkt->condition = zh_span_str(condition);
-    pkt->user_data = user_data;
-    send_req_reply(c, req, env_frames, pkt);
-    zh_free(pkt);
+    if (!*pp)
+        return;
+    *pp = s->qnext;
+    if (c->q_tail == s)
+        c->q_tail = prev;
+    s->qnext = NULL;
+    c->n_queued--;
 }
 
-/* ---- curl callbacks: they only record, never call back into curl ---- */
-
-static size_t header_cb(char *p, size_t size, size_t n, void *data)
+/* End s: nothing more is sent or received for it; the memory goes in the reap phase. Safe from
+ * any loop context (never called from inside a curl callback). */
+static void end_session(struct csess *s)
 {
-    struct creq *r = data;
-    size_t len = size * n;
-    size_t l = len;
-    while (l > 0 && (p[l - 1] == '\r' || p[l - 1] == '\n'))
-        l--;
-    if (l >= 5 && memcmp(p, "HTTP/", 5) == 0) {
-        /* A new status line: an interim (1xx) block before it is forgotten. */
-        const char *sp = memchr(p, ' ', l);
-        r->code = 0;
-        r->head_done = false;
-        zh_buf_reset(&r->reason);
-        zh_buf_reset(&r->hdr_store);
-        r->n_hdr = 0;
-        if (sp) {
-            const char *end = p + l;
-            const char *q = sp + 1;
-            int code = 0;
-            while (q < end && *q >= '0' && *q <= '9' && code < 1000)
-                code = code * 10 + (*q++ - '0');
-            r->code = code;
-            if (q < end && *q == ' ')
-                q++;
-            zh_buf_append(&r->reason, q, (size_t)(end - q));
-        }
-        return len;
+    struct zh_client *c = s->c;
+    if (s->state == CS_CLOSED)
+        return;
+    if (s->state == CS_QUEUED)
+        queue_remove(c, s);
+    set_state(s, CS_CLOSED);
+    zh_session_close(&s->ss);
+    table_remove(c, s);
+    zh_loop_timer_stop(c->loop, &s->timer);
+    zh_loop_defer_cancel(c->loop, &s->pump);
+    zh_request_free(s->req);
+    s->req = NULL;
+    if (s->running) {
+        s->running = false;
+        c->n_running--;
+        if (c->q_head)
+            zh_loop_defer(c->loop, &c->admit);
     }
-    if (l == 0) {
-        r->head_done = true;
-        return len;
-    }
-    const char *colon = memchr(p, ':', l);
-    if (!colon || r->n_hdr >= MAX_RESP_HEADERS)
-        return len;
-    size_t nl = (size_t)(colon - p);
-    const char *v = colon + 1;
-    const char *end = p + l;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    /* Hop-by-hop framing is libcurl's business: the body we deliver is already de-chunked. */
-    if ((nl == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) ||
-        (nl == 10 && strncasecmp(p, "Connection", 10) == 0) ||
-        (nl == 10 && strncasecmp(p, "Keep-Alive", 10) == 0))
-        return len;
-    zh_buf_append(&r->hdr_store, p, nl);
-    zh_buf_putc(&r->hdr_store, 0);
-    zh_buf_append(&r->hdr_store, v, (size_t)(end - v));
-    zh_buf_putc(&r->hdr_store, 0);
-    r->n_hdr++;
-    return len;
+    s->qnext = c->dead;
+    c->dead = s;
+    zh_loop_defer(c->loop, &c->reap);
 }
 
-static size_t write_cb(char *p, size_t size, size_t n, void *data)
+static void free_session(struct csess *s)
 {
-    struct creq *r = data;
-    size_t len = size * n;
-    if (r->body.len + len > r->max_size) {
-        r->too_big = true;
-        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-    }
-    zh_buf_append(&r->body, p, len);
-    return len;
+    struct zh_client *c = s->c;
+    if (s->aprev)
+        s->aprev->anext = s->anext;
+    else
+        c->all = s->anext;
+    if (s->anext)
+        s->anext->aprev = s->aprev;
+    c->n_sess--;
+    zh_zmsg_free(s->env);
+    zh_buf_free(&s->user_data);
+    zh_free(s);
 }
 
-static const char *condition_for(const struct creq *r, CURLcode rc)
+static void reap_cb(struct zh_defer *d, void *data)
 {
-    if (r->too_big)
-        return "max-size-exceeded";
-    switch (rc) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-        return "remote-connection-failed";
-    case CURLE_OPERATION_TIMEDOUT:
-        return "connection-timeout";
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-        return "tls-error";
-    case CURLE_TOO_MANY_REDIRECTS:
-        return "too-many-redirects";
-    default:
-        return "undefined-condition";
+    struct zh_client *c = data;
+    ZH_UNUSED(d);
+    while (c->dead) {
+        struct csess *s = c->dead;
+        c->dead = s->qnext;
+        free_session(s);
     }
 }
 
-static void req_done(CURL *easy, CURLcode rc, void *data)
+/* The exchange failed with condition: before the response started the requester gets an error
+ * with the condition; after, a cancel (ZHTTP.md §6). Both are logged with the cause. */
+static void fail(struct csess *s, const char *condition)
 {
-    struct creq *r = data;
-    struct zh_client *c = r->c;
-    ZH_UNUSED(easy);
-    if (rc != CURLE_OK) {
-        const char *cond = condition_for(r, rc);
-        zh_info("req %s %s failed: %s (%s)", r->method, r->url, cond, curl_easy_strerror(rc));
-        send_req_error(c, r->msg, r->env_frames, r->id, r->user_data, cond);
+    if (s->state == CS_CLOSED)
+        return;
+    if (s->state == CS_RESPONDING) {
+        zh_info("session %s/%s: %s after the response started; sending cancel", s->from, s->id,
+                condition);
+        send_pkt(s, reply(s->c, ZH_ZHTTP_CANCEL));
     } else {
-        struct zh_zhttp_packet *pkt = zh_malloc(sizeof(*pkt));
-        zh_zhttp_packet_init(pkt);
-        if (r->id.p) {
-            pkt->n_ids = 1;
-            pkt->ids[0].id = r->id;
-        }
-        pkt->has |= ZH_ZF_CODE | ZH_ZF_HEADERS;
-        pkt->code = r->code;
-        pkt->reason.p = r->reason.data ? r->reason.data : (const uint8_t *)"";
-        pkt->reason.n = r->reason.len;
-        const uint8_t *h = r->hdr_store.data;
-        for (size_t i = 0; i < r->n_hdr; i++) {
-            size_t nl = strlen((const char *)h);
-            size_t vl = strlen((const char *)h + nl + 1);
-            pkt->headers[i].name = (struct zh_span){h, nl};
-            pkt->headers[i].value = (struct zh_span){h + nl + 1, vl};
-            h += nl + vl + 2;
-        }
-        pkt->n_headers = r->n_hdr;
-        pkt->body.p = r->body.data ? r->body.data : (const uint8_t *)"";
-        pkt->body.n = r->body.len;
-        pkt->user_data = r->user_data;
-        zh_debug("req %s %s -> %d (%zu bytes) on worker %u", r->method, r->url, r->code,
-                 r->body.len, c->worker);
-        send_req_reply(c, r->msg, r->env_frames, pkt);
-        zh_free(pkt);
+        zh_info("session %s/%s: error %s", s->from, s->id, condition);
+        struct zh_zhttp_packet *p = reply(s->c, ZH_ZHTTP_ERROR);
+        p->condition = zh_span_str(condition);
+        send_pkt(s, p);
     }
-    creq_unlink(r);
-    creq_free(r);
+    end_session(s);
 }
 
-/* ---- request set-up ---- */
+/* ---- the response pump: runs from the loop whenever the exchange or the credits moved ---- */
 
-static bool span_has_ctl(struct zh_span s)
+static void grant_upload_credits(struct csess *s)
 {
-    for (size_t i = 0; i < s.n; i++)
-        if (s.p[i] == '\r' || s.p[i] == '\n' || s.p[i] == '\0')
-            return true;
-    return false;
+    uint64_t sent = zh_request_take_sent(s->req);
+    if (!sent || s->req_mode)
+        return;
+    /* Credits for the request body go back once curl has taken the bytes (Zurl: bytes written
+     * upstream), and only while the body is still coming. */
+    if (!zh_request_upload_open(s->req))
+        return;
+    s->upload_credits += (int64_t)sent;
+    struct zh_zhttp_packet *p = reply(s->c, ZH_ZHTTP_CREDIT);
+    p->has |= ZH_ZF_CREDITS;
+    p->credits = (int64_t)sent;
+    send_pkt(s, p);
 }
 
-static bool header_is(struct zh_span name, const char *s)
+/* Send one data packet: the head (first time), up to n body bytes, and `more` unless last. */
+static void send_data(struct csess *s, size_t n, bool last)
 {
-    size_t n = strlen(s);
-    return name.n == n && strncasecmp((const char *)name.p, s, n) == 0;
+    struct zh_zhttp_packet *p = reply(s->c, ZH_ZHTTP_DATA);
+    if (s->state != CS_RESPONDING) {
+        zh_request_fill_head(s->req, p);
+        set_state(s, CS_RESPONDING);
+    }
+    struct zh_span body = zh_request_peek(s->req);
+    p->body.p = body.p;
+    p->body.n = n;
+    if (!last) {
+        p->has |= ZH_ZF_MORE;
+        p->more = true;
+    }
+    send_pkt(s, p);
+    zh_request_consume(s->req, n);
 }
 
-/* Validate the request and configure r->easy. Returns NULL, or the error condition to answer. */
-static const char *setup_transfer(struct zh_client *c, struct creq *r,
-                                  const struct zh_zhttp_packet *pkt)
+static void finish_ok(struct csess *s)
 {
-    if (!pkt->uri.p || pkt->uri.n == 0)
-        return "bad-request";
-    if (pkt->has & ZH_ZF_MORE && pkt->more)
-        return "bad-request"; /* req mode carries the whole body inline */
-    r->url = zh_strndup((const char *)pkt->uri.p, pkt->uri.n);
-    if (strncmp(r->url, "http://", 7) != 0 && strncmp(r->url, "https://", 8) != 0)
-        return "bad-request"; /* ws(s) and other schemes have no req mode */
-    if (!pkt->method.p || pkt->method.n == 0 || span_has_ctl(pkt->method) ||
-        memchr(pkt->method.p, ' ', pkt->method.n) || span_has_ctl(pkt->uri))
-        return "bad-request";
-    r->method = zh_strndup((const char *)pkt->method.p, pkt->method.n);
-    bool is_head = strcmp(r->method, "HEAD") == 0;
-    if (is_head && pkt->body.n > 0)
-        return "content-not-allowed";
-
-    CURL *e = curl_easy_init();
-    r->easy = e;
-    curl_easy_setopt(e, CURLOPT_URL, r->url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    curl_easy_setopt(e, CURLOPT_PROXY, ""); /* environment proxies are ignored */
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    if (c->cfg.connect_timeout_ms)
-        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->cfg.connect_timeout_ms);
-    if (pkt->has & ZH_ZF_TIMEOUT && pkt->timeout > 0)
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)pkt->timeout);
-    if (c->cfg.timeout_ms) {
-        /* Inactivity: fewer than 1 byte/s for timeout seconds. */
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(c->cfg.timeout_ms / 1000));
-    }
-    if (is_head) {
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(r->method, "GET") != 0 || pkt->body.n > 0) {
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-        if (pkt->body.n > 0 || strcmp(r->method, "GET") != 0) {
-            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)pkt->body.n);
-            curl_easy_setopt(e, CURLOPT_POSTFIELDS, pkt->body.p ? (const char *)pkt->body.p : "");
-        }
-    }
-    bool have_accept = false;
-    struct zh_buf line = {0};
-    for (size_t i = 0; i < pkt->n_headers; i++) {
-        struct zh_span n = pkt->headers[i].name, v = pkt->headers[i].value;
-        if (n.n == 0 || span_has_ctl(n) || span_has_ctl(v) || memchr(n.p, ':', n.n)) {
-            zh_buf_free(&line);
-            return "bad-request";
-        }
-        /* Host comes from the uri; framing headers are libcurl's. */
-        if (header_is(n, "Host") || header_is(n, "Content-Length") ||
-            header_is(n, "Transfer-Encoding") || header_is(n, "Connection"))
-            continue;
-        if (header_is(n, "Accept"))
-            have_accept = true;
-        zh_buf_reset(&line);
-        zh_buf_append(&line, n.p, n.n);
-        if (v.n == 0) {
-            zh_buf_putc(&line, ';'); /* libcurl's way to send an empty header */
-        } else {
-            zh_buf_puts(&line, ": ");
-            zh_buf_append(&line, v.p, v.n);
-        }
-        r->headers = curl_slist_append(r->headers, zh_buf_cstr(&line));
-    }
-    zh_buf_free(&line);
-    if (!have_accept)
-        r->headers = curl_slist_append(r->headers, "Accept:"); /* no default we did not ask for */
-    r->headers = curl_slist_append(r->headers, "Expect:");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    r->max_size = c->cfg.max_response_size;
-    if (pkt->has & ZH_ZF_MAX_SIZE && pkt->max_size >= 0)
-        r->max_size = (uint64_t)pkt->max_size;
-    return NULL;
+    zh_debug("session %s/%s: %s %s done, %llu body bytes", s->from, s->id,
+             zh_request_method(s->req), zh_request_url(s->req),
+             (unsigned long long)zh_request_received(s->req));
+    end_session(s);
 }
+
+static void pump(struct csess *s)
+{
+    if (s->state != CS_REQUESTING && s->state != CS_RESPONDING)
+        return;
+    struct zh_request *r = s->req;
+    grant_upload_credits(s);
+    if (zh_request_done(r) && zh_request_condition(r)) {
+        fail(s, zh_request_condition(r));
+        return;
+    }
+    if (!zh_request_has_head(r))
+        return;
+    bool done = zh_request_done(r);
+    if (!s->stream) {
+        /* The whole body in one packet (max-size bounds it in the request). */
+        if (done) {
+            send_data(s, zh_request_peek(r).n, true);
+            finish_ok(s);
+        }
+        return;
+    }
+    for (;;) {
+        size_t avail = zh_request_peek(r).n;
+        int64_t credits = s->quiet ? INT64_MAX : s->ss.send_credits;
+        size_t n = avail;
+        if ((int64_t)n > credits)
+            n = credits > 0 ? (size_t)credits : 0;
+        if (n > DATA_PACKET_MAX)
+            n = DATA_PACKET_MAX;
+        bool last = done && n == avail;
+        if (s->state == CS_RESPONDING && n == 0 && !last)
+            break;
+        if (!s->quiet)
+            zh_session_spend(&s->ss, n);
+        send_data(s, n, last);
+        if (last) {
+            finish_ok(s);
+            return;
+        }
+        if (n == 0)
+            break;
+    }
+    int64_t credits = s->quiet ? INT64_MAX : s->ss.send_credits;
+    zh_request_set_window(r, credits > 0 ? (uint64_t)credits : 0);
+}
+
+static void pump_cb(struct zh_defer *d, void *data)
+{
+    ZH_UNUSED(d);
+    pump(data);
+}
+
+static void req_event(struct zh_request *r, enum zh_request_event ev, void *data)
+{
+    struct csess *s = data;
+    ZH_UNUSED(r);
+    ZH_UNUSED(ev);
+    /* HEAD/BODY/SENT come from inside curl callbacks: only note and defer; DONE too, so that one
+     * pump decides what the requester hears. */
+    s->active_at = zh_loop_now(s->c->loop);
+    zh_loop_defer(s->c->loop, &s->pump);
+}
+
+/* ---- timers: keep-alive, expiry, the `timeout` field and the inactivity limit ---- */
+
+static uint64_t next_due(const struct csess *s)
+{
+    const struct zh_client *c = s->c;
+    uint64_t at = UINT64_MAX;
+    if (!s->req_mode && !s->quiet) {
+        uint64_t k = zh_session_keepalive_at(&s->ss);
+        uint64_t e = zh_session_expires_at(&s->ss);
+        at = k < e ? k : e;
+    }
+    if (s->deadline && s->deadline < at)
+        at = s->deadline;
+    if (c->cfg.timeout_ms && s->state != CS_QUEUED && s->active_at + c->cfg.timeout_ms < at)
+        at = s->active_at + c->cfg.timeout_ms;
+    return at;
+}
+
+static void arm_timer(struct csess *s)
+{
+    uint64_t at = next_due(s);
+    if (at == UINT64_MAX)
+        zh_loop_timer_stop(s->c->loop, &s->timer);
+    else
+        zh_loop_timer_at(s->c->loop, &s->timer, at);
+}
+
+static void timer_cb(struct zh_timer *t, void *data)
+{
+    struct csess *s = data;
+    struct zh_client *c = s->c;
+    ZH_UNUSED(t);
+    uint64_t now = zh_loop_now(c->loop);
+    if (!s->req_mode && !s->quiet && zh_session_expired(&s->ss, now)) {
+        /* Silent, as Zurl and Condure do: the requester is gone. */
+        zh_info("session %s/%s expired after %u ms of requester silence", s->from, s->id,
+                s->ss.params.expiry_ms);
+        end_session(s);
+        return;
+    }
+    if (s->deadline && now >= s->deadline) {
+        zh_info("session %s/%s: its timeout elapsed", s->from, s->id);
+        fail(s, "session-timeout");
+        return;
+    }
+    if (c->cfg.timeout_ms && s->state != CS_QUEUED && now >= s->active_at + c->cfg.timeout_ms) {
+        zh_info("session %s/%s: no activity for %u ms", s->from, s->id, c->cfg.timeout_ms);
+        fail(s, "session-timeout");
+        return;
+    }
+    if (!s->req_mode && !s->quiet && zh_session_keepalive_due(&s->ss, now))
+        send_pkt(s, reply(c, ZH_ZHTTP_KEEP_ALIVE));
+    arm_timer(s);
+}
+
+/* ---- starting requests, with max_open_requests ---- */
+
+static void start_request(struct csess *s)
+{
+    struct zh_client *c = s->c;
+    s->running = true;
+    c->n_running++;
+    set_state(s, CS_REQUESTING);
+    s->active_at = zh_loop_now(c->loop);
+    if (s->stream && !s->quiet)
+        zh_request_set_window(s->req, s->ss.send_credits > 0 ? (uint64_t)s->ss.send_credits : 0);
+    zh_request_start(s->req);
+    if (s->req_mode)
+        zh_debug("worker %u: req %s %s started", c->worker, zh_request_method(s->req),
+                 zh_request_url(s->req));
+    else
+        zh_debug("worker %u: stream %s %s started for %s/%s", c->worker, zh_request_method(s->req),
+                 zh_request_url(s->req), s->from, s->id);
+    arm_timer(s);
+}
+
+static bool slot_free(const struct zh_client *c)
+{
+    return c->cfg.max_open_requests == 0 || c->n_running < c->cfg.max_open_requests;
+}
+
+static void admit_cb(struct zh_defer *d, void *data)
+{
+    struct zh_client *c = data;
+    ZH_UNUSED(d);
+    while (c->q_head && slot_free(c)) {
+        struct csess *s = c->q_head;
+        c->q_head = s->qnext;
+        if (!c->q_head)
+            c->q_tail = NULL;
+        s->qnext = NULL;
+        c->n_queued--;
+        start_request(s);
+    }
+}
+
+/* Run s now or queue it. Returns false when the queue is full (the caller answers). */
+static bool admit_or_queue(struct csess *s)
+{
+    struct zh_client *c = s->c;
+    if (!c->q_head && slot_free(c)) {
+        start_request(s);
+        return true;
+    }
+    if (c->n_queued >= QUEUE_MAX)
+        return false;
+    set_state(s, CS_QUEUED);
+    if (c->q_tail)
+        c->q_tail->qnext = s;
+    else
+        c->q_head = s;
+    c->q_tail = s;
+    c->n_queued++;
+    zh_debug("worker %u: %s/%s waits for a slot (%zu running, %zu waiting)", c->worker, s->from,
+             s->id, c->n_running, c->n_queued);
+    arm_timer(s);
+    return true;
+}
+
+static struct csess *session_new(struct zh_client *c)
+{
+    struct csess *s = zh_calloc(1, sizeof(*s));
+    s->c = c;
+    s->state = CS_QUEUED;
+    zh_timer_init(&s->timer, timer_cb, s);
+    zh_defer_init(&s->pump, pump_cb, s);
+    s->anext = c->all;
+    if (c->all)
+        c->all->aprev = s;
+    c->all = s;
+    c->n_sess++;
+    return s;
+}
+
+/* Create s->req from the request packet. Returns NULL or the condition to answer. */
+static const char *prepare(struct csess *s, const struct zh_zhttp_packet *pkt, bool upload)
+{
+    struct zh_client *c = s->c;
+    struct zh_request_opts o = {.stream_upload = upload, .max_size = UINT64_MAX};
+    if (pkt->has & ZH_ZF_MAX_SIZE)
+        o.max_size = (uint64_t)pkt->max_size;
+    else if (!s->stream)
+        o.max_size = c->cfg.max_response_size;
+    if (pkt->ignore_policies && !c->cfg.http.allow_ignore_policies)
+        zh_info("%s/%s: ignore-policies refused by allow_ignore_policies=false", s->from, s->id);
+    const char *cond = NULL;
+    s->req = zh_request_new(c->rctx, pkt, &o, req_event, s, &cond);
+    if (s->req && (pkt->has & ZH_ZF_TIMEOUT) && pkt->timeout > 0)
+        s->deadline = zh_loop_now(c->loop) + (uint64_t)pkt->timeout;
+    return s->req ? NULL : cond;
+}
+
+/* ---- decoding ---- */
+
+/* Decode a payload in either format into c->in. Returns 0, or a negative code with *reason. */
+static int decode(struct zh_client *c, struct zh_span payload, bool *json, const char **reason)
+{
+    struct zh_zhttp_error err = {0};
+    *json = payload.n > 0 && payload.p[0] == 'J';
+    if (*json) {
+        zh_buf_reset(&c->jin);
+        int rc = zh_jformat_to_tnet(payload.p, payload.n, &c->jin, reason);
+        if (rc < 0) {
+            zh_zhttp_packet_init(c->in);
+            return rc;
+        }
+        payload = (struct zh_span){c->jin.data, c->jin.len};
+    }
+    int rc = zh_zhttp_decode(payload.p, payload.n, c->in, &err);
+    if (rc < 0)
+        *reason = err.reason;
+    return rc;
+}
+
+/* From a packet that failed to decode, try to read `from`, a single string `id` and `type`, so
+ * the requester can be told (as Zurl does). T format only. */
+static bool salvage_ids(struct zh_span payload, struct zh_span *from, struct zh_span *id)
+{
+    struct zh_tns_value d, v;
+    if (payload.n < 2 || payload.p[0] != 'T' ||
+        zh_tns_parse_exact(payload.p + 1, payload.n - 1, &d) < 0 || d.type != ZH_TNS_DICT)
+        return false;
+    if (zh_tns_dict_get(&d, "type", &v) &&
+        (zh_tns_str_eq(&v, "error") || zh_tns_str_eq(&v, "cancel")))
+        return false;
+    if (!zh_tns_dict_get(&d, "from", &v) || v.type != ZH_TNS_STRING || v.len == 0 ||
+        v.len > ZH_ZHTTP_MAX_ID_LEN)
+        return false;
+    *from = (struct zh_span){v.data, v.len};
+    if (!zh_tns_dict_get(&d, "id", &v) || v.type != ZH_TNS_STRING || v.len == 0 ||
+        v.len > ZH_ZHTTP_MAX_ID_LEN)
+        return false;
+    *id = (struct zh_span){v.data, v.len};
+    return true;
+}
+
+/* ---- req mode ---- */
 
 static void on_req(struct zh_client *c, struct zh_zmsg *m)
 {
@@ -347,104 +691,268 @@ static void on_req(struct zh_client *c, struct zh_zmsg *m)
     }
     uint32_t env = m->nframes - 1;
     struct zh_span payload = zh_zmsg_frame(m, m->nframes - 1);
-    struct zh_zhttp_packet *pkt = zh_malloc(sizeof(*pkt));
-    struct zh_zhttp_error err;
     struct zh_span none = {NULL, 0};
-    if (zh_zhttp_decode(payload.p, payload.n, pkt, &err) < 0) {
-        zh_warn("client-req: malformed packet: %s", err.reason);
-        send_req_error(c, m, env, none, none, "bad-request");
-        zh_free(pkt);
+    bool json = false;
+    const char *reason = NULL;
+    if (decode(c, payload, &json, &reason) < 0) {
+        zh_warn("client-req: malformed packet: %s", reason);
+        send_req_error(c, m, env, json, none, none, "bad-request");
         zh_zmsg_free(m);
         return;
     }
-    struct zh_span id = pkt->n_ids == 1 && !(pkt->has & ZH_ZF_MULTI_ID) ? pkt->ids[0].id : none;
+    struct zh_zhttp_packet *pkt = c->in;
+    bool single = pkt->n_ids == 1 && !(pkt->has & ZH_ZF_MULTI_ID);
+    struct zh_span id = single ? pkt->ids[0].id : none;
     if (pkt->type != ZH_ZHTTP_DATA || (pkt->has & ZH_ZF_MULTI_ID)) {
         zh_warn("client-req: packet of type '%s' is not a request", zh_zhttp_type_name(pkt->type));
-        send_req_error(c, m, env, id, pkt->user_data, "bad-request");
-        zh_free(pkt);
+        send_req_error(c, m, env, json, id, pkt->user_data, "bad-request");
         zh_zmsg_free(m);
         return;
     }
-    if (c->closing || (c->cfg.max_open_requests && c->n_reqs >= c->cfg.max_open_requests)) {
-        zh_warn("client-req: %s, request refused",
-                c->closing ? "shutting down" : "too many requests");
-        send_req_error(c, m, env, id, pkt->user_data, "undefined-condition");
-        zh_free(pkt);
+    if (c->closing) {
+        zh_warn("client-req: shutting down, request refused");
+        send_req_error(c, m, env, json, id, pkt->user_data, "undefined-condition");
         zh_zmsg_free(m);
         return;
     }
-    struct creq *r = zh_calloc(1, sizeof(*r));
-    r->c = c;
-    r->msg = m;
-    r->env_frames = env;
-    r->id = id;
-    r->user_data = pkt->user_data;
-    const char *cond = setup_transfer(c, r, pkt);
-    zh_free(pkt);
-    if (!cond && zh_outbound_add(c->out, r->easy, req_done, r) < 0)
+    if ((pkt->has & ZH_ZF_MORE) && pkt->more) {
+        zh_info("client-req: more:true in req mode (the body must be inline)");
+        send_req_error(c, m, env, json, id, pkt->user_data, "bad-request");
+        zh_zmsg_free(m);
+        return;
+    }
+    struct csess *s = session_new(c);
+    s->req_mode = true;
+    s->json = json;
+    s->env = m;
+    s->env_frames = env;
+    s->has_id = id.p != NULL;
+    s->id_len = (uint8_t)id.n;
+    if (id.n)
+        memcpy(s->id, id.p, id.n);
+    s->from_len = (uint8_t)pkt->from.n;
+    if (pkt->from.n)
+        memcpy(s->from, pkt->from.p, pkt->from.n);
+    zh_buf_append(&s->user_data, pkt->user_data.p, pkt->user_data.n);
+    const char *cond = prepare(s, pkt, false);
+    if (!cond && !admit_or_queue(s)) {
+        zh_warn("client-req: %zu requests already waiting, request refused", c->n_queued);
         cond = "undefined-condition";
+    }
     if (cond) {
         zh_info("client-req: request refused: %s", cond);
-        send_req_error(c, m, env, r->id, r->user_data, cond);
-        creq_free(r);
-        return;
+        struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);
+        p->condition = zh_span_str(cond);
+        send_pkt(s, p);
+        end_session(s);
     }
-    r->next = c->reqs;
-    if (c->reqs)
-        c->reqs->prev = r;
-    c->reqs = r;
-    c->n_reqs++;
-    zh_debug("worker %u: req %s %s started", c->worker, r->method, r->url);
 }
 
-/* A stream-mode packet. Stream sessions are the client-mode issue's work; until then every packet
- * names an unknown session and gets the role's answer (cancel), and new stream requests are refused
- * with an explicit error. */
+/* ---- stream mode ---- */
+
+/* A packet on client-in: the first packet of a new session. */
+static void on_first(struct zh_client *c, struct zh_zhttp_packet *pkt, bool json)
+{
+    if (pkt->n_ids > 1 || (pkt->has & ZH_ZF_MULTI_ID)) {
+        zh_warn("client-in: first packet with a list of ids dropped");
+        return;
+    }
+    if (pkt->type != ZH_ZHTTP_DATA) {
+        zh_warn("client-in: packet of type '%s' is not a request, dropped",
+                zh_zhttp_type_name(pkt->type));
+        return;
+    }
+    struct zh_span from = pkt->from, id = pkt->n_ids ? pkt->ids[0].id : (struct zh_span){0};
+    bool quiet = !from.p || from.n == 0 || !id.p || id.n == 0;
+    bool upload = (pkt->has & ZH_ZF_MORE) && pkt->more;
+    if (!quiet && lookup(c, from, id)) {
+        zh_warn("client-in: request for id %.*s of %.*s already in use, skipped", (int)id.n,
+                (const char *)id.p, (int)from.n, (const char *)from.p);
+        return;
+    }
+    if (c->closing) {
+        zh_warn("client-in: shutting down, request refused");
+        if (!quiet)
+            send_direct(c, json, from, id, true, ZH_ZHTTP_ERROR, "undefined-condition",
+                        pkt->user_data);
+        return;
+    }
+    struct csess *s = session_new(c);
+    s->json = json;
+    s->quiet = quiet;
+    s->stream = (pkt->has & ZH_ZF_STREAM) && pkt->stream;
+    s->router_resp = (pkt->has & ZH_ZF_ROUTER_RESP) && pkt->router_resp;
+    s->ext_multi = (pkt->has & ZH_ZF_EXT_MULTI) && pkt->ext_multi;
+    s->has_id = id.n > 0;
+    s->from_len = (uint8_t)(from.p ? from.n : 0);
+    memcpy(s->from, from.p ? (const char *)from.p : "", s->from_len);
+    s->id_len = (uint8_t)(id.p ? id.n : 0);
+    memcpy(s->id, id.p ? (const char *)id.p : "", s->id_len);
+    zh_buf_append(&s->user_data, pkt->user_data.p, pkt->user_data.n);
+    uint64_t now = zh_loop_now(c->loop);
+    zh_session_init(&s->ss, ZH_ROLE_CLIENT, &c->cfg.params, now);
+    if (!quiet) {
+        zh_session_set_peer(&s->ss, from.p, from.n);
+        table_insert(c, s);
+    }
+    const char *cond = NULL;
+    struct zh_zhttp_id *pid = &pkt->ids[0];
+    if (upload && pid->has_seq && pid->seq != 0) {
+        zh_info("client-in: %s/%s: streamed input must start with seq 0", s->from, s->id);
+        cond = "bad-request";
+    } else {
+        /* The first packet takes its own seq (Zurl accepts any start without `more`). */
+        s->ss.in_seq = pid->has_seq ? pid->seq : 0;
+        zh_session_on_packet(&s->ss, pkt, pid, now);
+        cond = prepare(s, pkt, upload);
+    }
+    if (cond) {
+        struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);
+        p->condition = zh_span_str(cond);
+        send_pkt(s, p);
+        end_session(s);
+        return;
+    }
+    /* The ack tells the requester our address: credit for a body still to come, else keep-alive. */
+    struct zh_zhttp_packet *ack = reply(c, upload ? ZH_ZHTTP_CREDIT : ZH_ZHTTP_KEEP_ALIVE);
+    if (upload) {
+        s->upload_credits = (int64_t)c->cfg.buffer_size;
+        ack->has |= ZH_ZF_CREDITS;
+        ack->credits = (int64_t)c->cfg.buffer_size;
+    }
+    if (s->ext_multi) {
+        ack->has |= ZH_ZF_EXT_MULTI;
+        ack->ext_multi = true;
+    }
+    send_pkt(s, ack);
+    if (!admit_or_queue(s)) {
+        zh_warn("client-in: %zu requests already waiting, %s/%s refused", c->n_queued, s->from,
+                s->id);
+        fail(s, "undefined-condition");
+    }
+}
+
+/* A later request body packet. */
+static void on_body(struct csess *s, const struct zh_zhttp_packet *pkt)
+{
+    bool more = (pkt->has & ZH_ZF_MORE) && pkt->more;
+    if (!zh_request_upload_open(s->req)) {
+        zh_info("session %s/%s: request body after its end", s->from, s->id);
+        fail(s, "bad-request");
+        return;
+    }
+    if ((int64_t)pkt->body.n > s->upload_credits) {
+        zh_warn("session %s/%s: %zu body bytes exceed the %lld credits granted", s->from, s->id,
+                pkt->body.n, (long long)s->upload_credits);
+        fail(s, "bad-request");
+        return;
+    }
+    s->upload_credits -= (int64_t)pkt->body.n;
+    int rc = zh_request_write_body(s->req, pkt->body.p, pkt->body.n, more);
+    if (rc < 0) {
+        zh_info("session %s/%s: request body longer than its Content-Length", s->from, s->id);
+        fail(s, "bad-request");
+    }
+}
+
+/* Apply a later packet (one id entry of it) to session s. */
+static void apply(struct csess *s, const struct zh_zhttp_packet *pkt, const struct zh_zhttp_id *id)
+{
+    struct zh_client *c = s->c;
+    enum zh_session_verdict v = zh_session_on_packet(&s->ss, pkt, id, zh_loop_now(c->loop));
+    switch (v) {
+    case ZH_SV_CLOSED:
+        return;
+    case ZH_SV_TERMINAL:
+        zh_info("session %s/%s: %s from the requester", s->from, s->id,
+                zh_zhttp_type_name(pkt->type));
+        end_session(s);
+        return;
+    case ZH_SV_SEQ_ERROR:
+        zh_info("session %s/%s: seq %lld, expected %lld; cancelling", s->from, s->id,
+                (long long)id->seq, (long long)s->ss.in_seq);
+        send_pkt(s, reply(c, ZH_ZHTTP_CANCEL));
+        end_session(s);
+        return;
+    case ZH_SV_HANDOFF_START:
+        zh_info("session %s/%s: handoff is not supported in the client role, ignored", s->from,
+                s->id);
+        return;
+    case ZH_SV_OK:
+    case ZH_SV_RESUMED:
+        break;
+    }
+    if (pkt->user_data.p) {
+        zh_buf_reset(&s->user_data);
+        zh_buf_append(&s->user_data, pkt->user_data.p, pkt->user_data.n);
+    }
+    if (pkt->type == ZH_ZHTTP_DATA) {
+        on_body(s, pkt);
+        if (s->state == CS_CLOSED)
+            return;
+    }
+    if (pkt->has & ZH_ZF_CREDITS) {
+        s->active_at = zh_loop_now(c->loop);
+        zh_loop_defer(c->loop, &s->pump);
+    }
+}
+
+/* A packet on client-in-stream: later packets of sessions, possibly several ids at once. */
+static void on_later(struct zh_client *c, struct zh_zhttp_packet *pkt, bool json)
+{
+    if (!pkt->from.p || pkt->from.n == 0 || pkt->n_ids == 0) {
+        zh_warn("client-in-stream: packet without from/id dropped");
+        return;
+    }
+    bool multi = (pkt->has & ZH_ZF_MULTI_ID) != 0;
+    for (size_t i = 0; i < pkt->n_ids; i++) {
+        struct zh_zhttp_id *id = &pkt->ids[i];
+        /* The bridge gives a multi-id packet to every worker it names: skip the others' ids. */
+        if (multi && c->cfg.workers > 1 &&
+            zh_zroute_hash(pkt->from.p, pkt->from.n, id->id.p, id->id.n, c->cfg.workers) !=
+                c->worker)
+            continue;
+        struct csess *s = lookup(c, pkt->from, id->id);
+        if (s) {
+            apply(s, pkt, id);
+            continue;
+        }
+        if (zh_session_unknown_action(ZH_ROLE_CLIENT, pkt) == ZH_UNKNOWN_DROP)
+            continue;
+        zh_info("client-in-stream: %s for unknown session %.*s/%.*s, answering cancel",
+                pkt->type == ZH_ZHTTP_DATA ? "data" : zh_zhttp_type_name(pkt->type),
+                (int)pkt->from.n, (const char *)pkt->from.p, (int)id->id.n, (const char *)id->id.p);
+        send_direct(c, json, pkt->from, id->id, false, ZH_ZHTTP_CANCEL, NULL, (struct zh_span){0});
+    }
+}
+
 static void on_stream(struct zh_client *c, struct zh_zmsg *m)
 {
     struct zh_span payload = zh_zmsg_frame(m, m->nframes - 1);
-    struct zh_zhttp_packet *pkt = zh_malloc(sizeof(*pkt));
-    struct zh_zhttp_error err;
-    if (zh_zhttp_decode(payload.p, payload.n, pkt, &err) < 0) {
-        zh_warn("%s: malformed packet dropped: %s", zh_zsock_name(m->sock), err.reason);
-        goto out;
+    bool json = false;
+    const char *reason = NULL;
+    if (decode(c, payload, &json, &reason) < 0) {
+        struct zh_span from, id;
+        if (salvage_ids(payload, &from, &id)) {
+            zh_warn("%s: malformed packet dropped: %s (answered bad-request)",
+                    zh_zsock_name(m->sock), reason);
+            struct csess *s = lookup(c, from, id);
+            if (s && s->state != CS_CLOSED) {
+                fail(s, "bad-request");
+            } else {
+                send_direct(c, false, from, id, m->sock == ZH_ZS_C_IN, ZH_ZHTTP_ERROR,
+                            "bad-request", (struct zh_span){0});
+            }
+        } else {
+            zh_warn("%s: malformed packet dropped: %s", zh_zsock_name(m->sock), reason);
+        }
+        zh_zmsg_free(m);
+        return;
     }
-    if (!pkt->from.p || pkt->n_ids == 0) {
-        zh_warn("%s: packet without from/id dropped", zh_zsock_name(m->sock));
-        goto out;
-    }
-    bool first = m->sock == ZH_ZS_C_IN;
-    if (!first && zh_session_unknown_action(ZH_ROLE_CLIENT, pkt) == ZH_UNKNOWN_DROP)
-        goto out;
-    struct zh_zhttp_packet *rep = zh_malloc(sizeof(*rep));
-    zh_zhttp_packet_init(rep);
-    rep->from = zh_span_str(c->cfg.instance_id);
-    rep->n_ids = pkt->n_ids;
-    for (size_t i = 0; i < pkt->n_ids; i++)
-        rep->ids[i].id = pkt->ids[i].id;
-    if (pkt->has & ZH_ZF_MULTI_ID)
-        rep->has |= ZH_ZF_MULTI_ID;
-    if (first) {
-        zh_warn("client-in: stream-mode requests are not supported yet; answering error");
-        rep->type = ZH_ZHTTP_ERROR;
-        rep->condition = zh_span_str("undefined-condition");
-    } else {
-        zh_info("client-in-stream: packet for unknown session, answering cancel");
-        rep->type = ZH_ZHTTP_CANCEL;
-    }
-    rep->user_data = pkt->user_data;
-    /* one PUB frame: "<from> T…" */
-    struct zh_buf frame = {0};
-    zh_buf_append(&frame, pkt->from.p, pkt->from.n);
-    zh_buf_putc(&frame, ' ');
-    zh_zhttp_encode(rep, &frame);
-    struct zh_zmsg *out = zh_zmsg_new(ZH_ZS_C_OUT, frame.len);
-    zh_zmsg_add(&out, frame.data, frame.len);
-    zh_buf_free(&frame);
-    zh_zport_send(c->port, out);
-    zh_free(rep);
-out:
-    zh_free(pkt);
+    if (m->sock == ZH_ZS_C_IN)
+        on_first(c, c->in, json);
+    else
+        on_later(c, c->in, json);
     zh_zmsg_free(m);
 }
 
@@ -456,6 +964,8 @@ void zh_client_on_zmsg(struct zh_client *c, struct zh_zmsg *m)
         on_stream(c, m);
 }
 
+/* ---- engine ---- */
+
 struct zh_client *zh_client_new(struct zh_loop *loop, struct zh_zport *port, unsigned worker,
                                 const struct zh_client_config *cfg)
 {
@@ -464,7 +974,24 @@ struct zh_client *zh_client_new(struct zh_loop *loop, struct zh_zport *port, uns
     c->port = port;
     c->worker = worker;
     c->cfg = *cfg;
+    if (!c->cfg.params.keepalive_ms || !c->cfg.params.expiry_ms)
+        c->cfg.params = zh_session_default_params(ZH_ROLE_CLIENT);
+    if (!c->cfg.buffer_size)
+        c->cfg.buffer_size = 200000;
+    if (!c->cfg.max_response_size)
+        c->cfg.max_response_size = 1024 * 1024;
     c->out = zh_outbound_new(loop);
+    struct zh_buf err = {0};
+    c->resolver = zh_resolver_new(loop, &c->cfg.dns, &err);
+    if (!c->resolver)
+        zh_error("worker %u: no resolver (%s): only IP literals can be reached", worker,
+                 zh_buf_cstr(&err));
+    zh_buf_free(&err);
+    c->rctx = zh_request_ctx_new(loop, c->out, c->resolver, &c->cfg.http);
+    c->in = zh_malloc(sizeof(*c->in));
+    c->rep = zh_malloc(sizeof(*c->rep));
+    zh_defer_init(&c->reap, reap_cb, c);
+    zh_defer_init(&c->admit, admit_cb, c);
     return c;
 }
 
@@ -473,19 +1000,26 @@ void zh_client_shutdown(struct zh_client *c, int cancel)
     c->closing = true;
     if (!cancel)
         return;
-    while (c->reqs) {
-        struct creq *r = c->reqs;
-        zh_outbound_remove(c->out, r->easy);
-        zh_info("req %s %s cancelled by shutdown", r->method, r->url);
-        send_req_error(c, r->msg, r->env_frames, r->id, r->user_data, "undefined-condition");
-        creq_unlink(r);
-        creq_free(r);
+    for (struct csess *s = c->all; s; s = s->anext) {
+        if (s->state == CS_CLOSED)
+            continue;
+        if (s->req_mode) {
+            zh_info("req %s/%s cancelled by shutdown", s->from, s->id);
+            fail(s, "undefined-condition");
+        } else {
+            zh_info("session %s/%s cancelled by shutdown", s->from, s->id);
+            send_pkt(s, reply(c, ZH_ZHTTP_CANCEL));
+            end_session(s);
+        }
     }
+    zh_loop_defer_cancel(c->loop, &c->admit);
+    zh_loop_defer_cancel(c->loop, &c->reap);
+    reap_cb(&c->reap, c);
 }
 
 size_t zh_client_active(const struct zh_client *c)
 {
-    return c->n_reqs;
+    return c->n_sess;
 }
 
 void zh_client_free(struct zh_client *c)
@@ -493,6 +1027,14 @@ void zh_client_free(struct zh_client *c)
     if (!c)
         return;
     zh_client_shutdown(c, 1);
+    zh_request_ctx_free(c->rctx);
+    zh_resolver_free(c->resolver);
     zh_outbound_free(c->out);
+    zh_free(c->table);
+    zh_free(c->in);
+    zh_free(c->rep);
+    zh_buf_free(&c->jin);
+    zh_buf_free(&c->enc);
+    zh_buf_free(&c->jenc);
     zh_free(c);
 }

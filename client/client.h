@@ -2,14 +2,17 @@
  * transfers on the worker's curl multi handle, and the responses go back as ZHTTP.
  *
  * The bridge hands this engine every message that arrived on a client-role socket and was routed to
- * this worker (by hash(from, id)); the engine answers through the worker's zh_zport. Sessions are
- * keyed by (requester `from`, id). */
+ * this worker (by hash(from, id)); the engine answers through the worker's zh_zport. Stream
+ * sessions are keyed by (requester `from`, id) and follow shared/proto/session.h; req-mode requests
+ * get exactly one answer in their envelope. Packets may be `T` (tnetstring) or Zurl's legacy `J`
+ * (JSON); each is answered in its own format. See docs/internals/client-engine.md. */
 #ifndef ZH_CLIENT_CLIENT_H
 #define ZH_CLIENT_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/request.h"
 #include "shared/proto/session.h"
 #include "shared/rt/loop.h"
 #include "shared/rt/zbridge.h"
@@ -17,11 +20,14 @@
 
 struct zh_client_config {
     const char *instance_id;         /* our `from` */
+    unsigned workers;                /* worker count: multi-id packets name sessions of others */
     struct zh_session_params params; /* keep-alive / expiry */
-    uint64_t max_response_size;      /* non-stream responses without max-size (Zurl: 1 MiB) */
+    uint64_t max_response_size;      /* non-stream responses without max-size (1 MiB) */
     uint32_t timeout_ms;             /* HTTP inactivity limit (Zurl `timeout`), 0 = none */
-    uint32_t connect_timeout_ms;     /* 0 = libcurl's default */
-    unsigned max_open_requests;      /* per worker, 0 = unlimited */
+    unsigned max_open_requests;      /* per worker, 0 = unlimited; beyond it requests wait */
+    size_t buffer_size;              /* credits granted for a streamed request body (200000) */
+    struct zh_request_config http;   /* outbound HTTP settings (connect timeout, TLS, policy...) */
+    struct zh_resolver_config dns;   /* the worker's resolver (dns_servers, allow_ipv6) */
 };
 
 struct zh_client;
@@ -37,7 +43,7 @@ void zh_client_on_zmsg(struct zh_client *c, struct zh_zmsg *m);
  * protocol says); otherwise let them finish. */
 void zh_client_shutdown(struct zh_client *c, int cancel);
 
-/* Requests in flight. */
+/* Requests in flight (running or waiting for a slot). */
 size_t zh_client_active(const struct zh_client *c);
 
 /* Free the engine (after zh_client_shutdown(c, 1)). */

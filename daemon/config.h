@@ -140,6 +140,7 @@ struct zh_config_server {
     int messages_max;                        /* queued WebSocket messages per connection (100) */
     int64_t req_timeout_ms;                  /* client timeout in req mode (30 s) */
     int64_t stream_timeout_ms;               /* client timeout in stream mode (1800 s) */
+    int64_t head_timeout_ms;                 /* whole request head within this (30 s) */
     int ipc_file_mode;                       /* octal, -1 = unset */
     char *tls_identities_dir;                /* "." */
     bool compression;                        /* allow permessage-deflate */

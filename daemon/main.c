@@ -18,11 +18,13 @@
 #include "daemon/config.h"
 #include "daemon/worker.h"
 #include "server/listener.h"
+#include "server/tls.h"
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
 
 #define BRIDGE_LINGER_MS 500
+#define TLS_RELOAD_MS    1000 /* how often the listener thread looks for changed identities */
 
 struct daemon {
     struct zh_config cfg;
@@ -35,6 +37,9 @@ struct daemon {
     struct zh_listener *listener;
     struct zh_client_config client_cfg;
     struct zh_server_config server_cfg;
+    struct zh_server_limits limits;  /* --stream-maxconn / --req-maxconn, shared by the workers */
+    struct zh_tls_store *tls;        /* --tls-identities-dir, when a listener has tls */
+    struct zh_policy *client_policy; /* outbound access policy, shared by the workers */
 };
 
 /* BASE-suffix for ipc/inproc bases; tcp://host:P+offset for tcp bases. */
@@ -117,29 +122,72 @@ static int build_bridge(struct daemon *d, struct zh_buf *err)
     return d->bridge ? 0 : -1;
 }
 
+static uint32_t clamp_ms(int64_t ms)
+{
+    return ms < 0 ? 0 : ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+}
+
 static void build_engine_configs(struct daemon *d)
 {
     const struct zh_config *cfg = &d->cfg;
     struct zh_client_config *c = &d->client_cfg;
+    const struct zh_config_client *cc = &cfg->client;
     c->instance_id = cfg->id;
-    c->params.keepalive_ms = (uint32_t)cfg->client.keepalive_interval_ms;
-    c->params.expiry_ms = (uint32_t)cfg->client.session_expiry_ms;
+    c->workers = d->n_workers;
+    c->params.keepalive_ms = (uint32_t)cc->keepalive_interval_ms;
+    c->params.expiry_ms = (uint32_t)cc->session_expiry_ms;
     c->max_response_size = 1024 * 1024;
-    c->timeout_ms = (uint32_t)cfg->client.timeout_ms;
-    c->connect_timeout_ms = (uint32_t)cfg->client.connect_timeout_ms;
-    c->max_open_requests =
-        cfg->client.max_open_requests > 0
-            ? ((unsigned)cfg->client.max_open_requests + d->n_workers - 1) / d->n_workers
-            : 0;
+    c->timeout_ms = (uint32_t)cc->timeout_ms;
+    c->buffer_size = cc->buffer_size;
+    /* Zurl's max_open_requests is for the whole process: each worker takes its share. */
+    c->max_open_requests = cc->max_open_requests > 0
+                               ? ((unsigned)cc->max_open_requests + d->n_workers - 1) / d->n_workers
+                               : 0;
+    c->http.connect_timeout_ms = (uint32_t)cc->connect_timeout_ms;
+    c->http.conn_max_age_ms = cc->connection_max_time_ms;
+    c->http.http2 = cc->http2;
+    c->http.allow_ipv6 = cc->allow_ipv6;
+    c->http.allow_ignore_policies = cc->allow_ignore_policies;
+    c->http.proxy = cc->proxy;
+    c->http.tls_ca_file = cc->tls_ca_file;
+    c->dns.servers = (const char *const *)cc->dns_servers.items;
+    c->dns.server_count = cc->dns_servers.count;
+    c->dns.ipv6 = cc->allow_ipv6;
     struct zh_server_config *s = &d->server_cfg;
     s->instance_id = cfg->id;
     s->params.keepalive_ms = (uint32_t)cfg->server.keepalive_interval_ms;
     s->params.expiry_ms = (uint32_t)cfg->server.session_expiry_ms;
     s->buffer_size = cfg->server.buffer_size;
     s->max_header_size = cfg->server.max_header_size;
-    s->max_conns =
-        ((unsigned)(cfg->server.stream_maxconn + cfg->server.req_maxconn) + d->n_workers - 1) /
-        d->n_workers;
+    s->body_buffer_size = cfg->server.body_buffer_size;
+    s->head_timeout_ms = clamp_ms(cfg->server.head_timeout_ms);
+    s->stream_timeout_ms = clamp_ms(cfg->server.stream_timeout_ms);
+    s->req_timeout_ms = clamp_ms(cfg->server.req_timeout_ms);
+    s->handler_wait_ms = clamp_ms(cfg->server.handler_wait_ms);
+    zh_server_limits_init(&d->limits, (unsigned)cfg->server.stream_maxconn,
+                          (unsigned)cfg->server.req_maxconn);
+    s->limits = &d->limits;
+}
+
+/* The outbound access policy of the client role (allow/deny/defpolicy), shared read-only by the
+ * workers. A malformed pattern is a startup error. */
+static int build_client_policy(struct daemon *d, struct zh_buf *err)
+{
+    const struct zh_config_client *cc = &d->cfg.client;
+    if (!zh_config_client_enabled(&d->cfg))
+        return 0;
+    struct zh_policy_config pc = {
+        .defpolicy = (enum zh_policy_default)cc->defpolicy,
+        .allow = (const char *const *)cc->allow.items,
+        .allow_count = cc->allow.count,
+        .deny = (const char *const *)cc->deny.items,
+        .deny_count = cc->deny.count,
+        .allow_ipv6 = cc->allow_ipv6,
+        .deny_out_internal = cc->deny_out_internal,
+    };
+    d->client_policy = zh_policy_new(&pc, err);
+    d->client_cfg.http.policy = d->client_policy;
+    return d->client_policy ? 0 : -1;
 }
 
 static int build_workers(struct daemon *d)
@@ -163,6 +211,47 @@ static int build_workers(struct daemon *d)
     return 0;
 }
 
+/* Check the listeners against the handler sockets and load the TLS identities they need. Runs
+ * before the workers are built, which take the identity store from server_cfg. */
+static int check_listeners(struct daemon *d, struct zh_buf *err)
+{
+    const struct zh_config_server *sc = &d->cfg.server;
+    bool tls = false;
+    for (size_t i = 0; i < sc->listen_count; i++) {
+        const struct zh_config_listen *l = &sc->listen[i];
+        if (l->req && sc->zclient_req.count == 0) {
+            zh_buf_printf(err, "listen %s: a req-mode port needs --zclient-req", l->raw);
+            return -1;
+        }
+        if (!l->req && sc->zclient_stream.count == 0) {
+            zh_buf_printf(err, "listen %s: a stream-mode port needs --zclient-stream", l->raw);
+            return -1;
+        }
+        tls |= l->tls;
+    }
+    if (!tls)
+        return 0;
+    const char *dir = sc->tls_identities_dir ? sc->tls_identities_dir : ".";
+    struct zh_buf why = {0};
+    d->tls = zh_tls_store_new(dir, &why);
+    if (!d->tls) {
+        zh_buf_printf(err, "--tls-identities-dir %s: %s", dir, zh_buf_cstr(&why));
+        zh_buf_free(&why);
+        return -1;
+    }
+    zh_buf_free(&why);
+    zh_info("TLS: %zu identit%s loaded from %s", zh_tls_store_count(d->tls),
+            zh_tls_store_count(d->tls) == 1 ? "y" : "ies", dir);
+    for (size_t i = 0; i < sc->listen_count; i++) {
+        const struct zh_config_listen *l = &sc->listen[i];
+        if (l->default_cert && !zh_tls_store_has(d->tls, l->default_cert))
+            zh_warn("listen %s: default-cert '%s' is not in %s (yet)", l->raw, l->default_cert,
+                    dir);
+    }
+    d->server_cfg.tls = d->tls;
+    return 0;
+}
+
 static int build_listener(struct daemon *d, struct zh_buf *err)
 {
     const struct zh_config_server *sc = &d->cfg.server;
@@ -178,10 +267,15 @@ static int build_listener(struct daemon *d, struct zh_buf *err)
             .local = l->local,
             .req = l->req,
             .tls = l->tls,
+            .default_cert = l->default_cert,
             .mode = l->mode,
+            .user = l->user,
+            .group = l->group,
         };
     }
     d->listener = zh_listener_new(d->listen, sc->listen_count, d->servers, d->n_workers, err);
+    if (d->listener && d->tls)
+        zh_listener_set_tls_reload(d->listener, d->tls, TLS_RELOAD_MS);
     return d->listener ? 0 : -1;
 }
 
@@ -191,6 +285,9 @@ static void teardown(struct daemon *d)
     for (unsigned i = 0; d->workers && i < d->n_workers; i++)
         zh_worker_free(d->workers[i]);
     zh_zbridge_free(d->bridge);
+    zh_policy_free(d->client_policy);
+    zh_resolver_library_cleanup(); /* every worker's resolver is gone */
+    zh_tls_store_free(d->tls);
     zh_free(d->workers);
     zh_free(d->servers);
     zh_free(d->listen);
@@ -318,7 +415,8 @@ int main(int argc, char **argv)
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
     build_engine_configs(&d);
-    if (build_bridge(&d, &err) < 0 || build_workers(&d) < 0 || build_listener(&d, &err) < 0) {
+    if (check_listeners(&d, &err) < 0 || build_client_policy(&d, &err) < 0 ||
+        build_bridge(&d, &err) < 0 || build_workers(&d) < 0 || build_listener(&d, &err) < 0) {
         zh_error("startup failed: %s", err.len ? zh_buf_cstr(&err) : "see above");
         teardown(&d);
         curl_global_cleanup();

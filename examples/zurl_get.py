@@ -28,7 +28,9 @@ def main():
     for name, value in resp.get("headers", []):
         print("%s: %s" % (name.decode(), value.decode()))
     print()
+    sys.stdout.flush()  # the text layer first, then the body straight to the byte stream
     sys.stdout.buffer.write(resp.get("body", b""))
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

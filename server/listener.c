@@ -2,9 +2,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -24,6 +26,8 @@
 struct lsock {
     int fd;
     struct zh_listen_spec spec;
+    enum zh_server_kind kind;
+    bool paused; /* its kind is full: out of the poll set, retried every FULL_RETRY_MS */
     char name[128];
 };
 
@@ -39,6 +43,8 @@ struct zh_listener {
     atomic_bool stopping;
     pthread_t thread;
     bool started;
+    struct zh_tls_store *tls; /* reloaded every tls_reload_ms when set */
+    unsigned tls_reload_ms;
 };
 
 static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len,
@@ -98,14 +104,56 @@ static int open_unix(const struct zh_listen_spec *sp, char *name, size_t name_le
         zh_buf_printf(err, "listen %s: socket: %s", name, strerror(errno));
         return -1;
     }
+    /* A socket file left by a process that is gone is replaced; one that still answers belongs
+     * to a live server and is not stolen. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe >= 0) {
+        int r = connect(probe, (struct sockaddr *)&sun, sizeof(sun));
+        close(probe);
+        if (r == 0) {
+            zh_buf_printf(err, "listen %s: in use by another process", name);
+            close(fd);
+            return -1;
+        }
+    }
     unlink(sp->path);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1024) < 0) {
         zh_buf_printf(err, "listen %s: %s", name, strerror(errno));
         close(fd);
         return -1;
     }
-    if (sp->mode >= 0)
-        chmod(sp->path, (mode_t)sp->mode);
+    if (sp->mode >= 0 && chmod(sp->path, (mode_t)sp->mode) < 0) {
+        zh_buf_printf(err, "listen %s: chmod %o: %s", name, (unsigned)sp->mode, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (sp->user || sp->group) {
+        uid_t uid = (uid_t)-1;
+        gid_t gid = (gid_t)-1;
+        if (sp->user) {
+            struct passwd *pw = getpwnam(sp->user);
+            if (!pw) {
+                zh_buf_printf(err, "listen %s: unknown user '%s'", name, sp->user);
+                close(fd);
+                return -1;
+            }
+            uid = pw->pw_uid;
+        }
+        if (sp->group) {
+            struct group *gr = getgrnam(sp->group);
+            if (!gr) {
+                zh_buf_printf(err, "listen %s: unknown group '%s'", name, sp->group);
+                close(fd);
+                return -1;
+            }
+            gid = gr->gr_gid;
+        }
+        if (chown(sp->path, uid, gid) < 0) {
+            zh_buf_printf(err, "listen %s: chown: %s", name, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
     return fd;
 }
 
@@ -132,6 +180,7 @@ struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n
             return NULL;
         }
         ls->fd = fd;
+        ls->kind = specs[i].req ? ZH_SERVER_REQ : ZH_SERVER_STREAM;
         l->n++;
         ev.data.u64 = i;
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
@@ -141,12 +190,13 @@ struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n
     return l;
 }
 
-/* A worker with room, starting after the last one used; NULL when all are full. */
-static struct zh_server *pick_worker(struct zh_listener *l)
+/* A worker that took a reservation of this kind, starting after the last one used; NULL when the
+ * kind is full (or every worker is closing). */
+static struct zh_server *pick_worker(struct zh_listener *l, enum zh_server_kind kind)
 {
     for (unsigned k = 0; k < l->nworkers; k++) {
         unsigned w = (l->next_worker + k) % l->nworkers;
-        if (zh_server_reserve(l->workers[w])) {
+        if (zh_server_reserve(l->workers[w], kind)) {
             l->next_worker = w + 1;
             return l->workers[w];
         }
@@ -154,11 +204,11 @@ static struct zh_server *pick_worker(struct zh_listener *l)
     return NULL;
 }
 
-/* Accept up to a batch from one listener. Returns false when every worker is full. */
+/* Accept up to a batch from one listener. Returns false when its kind is full. */
 static bool accept_some(struct zh_listener *l, struct lsock *ls)
 {
     for (int k = 0; k < ACCEPT_BATCH; k++) {
-        struct zh_server *w = pick_worker(l);
+        struct zh_server *w = pick_worker(l, ls->kind);
         if (!w)
             return false;
         struct zh_accepted *a = zh_calloc(1, sizeof(*a));
@@ -171,13 +221,14 @@ static bool accept_some(struct zh_listener *l, struct lsock *ls)
         if (fd < 0) {
             int e = errno;
             zh_free(a);
-            zh_server_unreserve(w);
+            zh_server_unreserve(w, ls->kind);
             if (e != EAGAIN && e != ECONNABORTED)
                 zh_warn("accept on %s: %s", ls->name, strerror(e));
             return true;
         }
         a->fd = fd;
         a->tls = ls->spec.tls;
+        a->default_cert = ls->spec.default_cert;
         a->local = ls->spec.local;
         a->req_mode = ls->spec.req;
         a->local_len = sizeof(a->local_addr);
@@ -190,50 +241,75 @@ static bool accept_some(struct zh_listener *l, struct lsock *ls)
             zh_warn("accept on %s: worker hand-off queue full, connection closed", ls->name);
             close(fd);
             zh_free(a);
-            zh_server_unreserve(w);
+            zh_server_unreserve(w, ls->kind);
         }
     }
     return true;
+}
+
+static void set_paused(struct zh_listener *l, size_t i, bool paused)
+{
+    struct lsock *ls = &l->socks[i];
+    if (ls->paused == paused)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
+    epoll_ctl(l->epfd, paused ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, ls->fd, &ev);
+    ls->paused = paused;
+    if (paused)
+        zh_info("listener %s: %s connection limit reached; accepting paused", ls->name,
+                ls->kind == ZH_SERVER_REQ ? "req" : "stream");
+    else
+        zh_info("listener %s: accepting resumed", ls->name);
 }
 
 static void *listener_main(void *arg)
 {
     struct zh_listener *l = arg;
     zh_log_set_thread("listener");
-    bool paused = false;
+    uint64_t next_reload = l->tls ? zh_time_ms() + l->tls_reload_ms : UINT64_MAX;
     while (!atomic_load(&l->stopping)) {
+        bool any_paused = false;
+        for (size_t i = 0; i < l->n; i++)
+            any_paused |= l->socks[i].paused;
+        int timeout = any_paused ? FULL_RETRY_MS : -1;
+        if (next_reload != UINT64_MAX) {
+            uint64_t now = zh_time_ms();
+            int until = now >= next_reload ? 0 : (int)(next_reload - now);
+            if (timeout < 0 || until < timeout)
+                timeout = until;
+        }
         struct epoll_event evs[64];
-        int n = epoll_wait(l->epfd, evs, 64, paused ? FULL_RETRY_MS : -1);
+        int n = epoll_wait(l->epfd, evs, 64, timeout);
         if (n < 0 && errno != EINTR) {
             zh_error("listener: epoll_wait: %s", strerror(errno));
             break;
         }
         if (atomic_load(&l->stopping))
             break;
+        if (next_reload != UINT64_MAX && zh_time_ms() >= next_reload) {
+            int r = zh_tls_store_reload_if_changed(l->tls);
+            if (r > 0)
+                zh_info("listener: TLS identities reloaded (%zu loaded)",
+                        zh_tls_store_count(l->tls));
+            next_reload = zh_time_ms() + l->tls_reload_ms;
+        }
         /* Rotate over all listeners each round, starting after the one served first last time:
-         * readiness order would otherwise favour low-numbered sockets. */
-        bool full = false;
-        for (size_t k = 0; k < l->n && !full; k++) {
+         * readiness order would otherwise favour low-numbered sockets. A paused one is retried
+         * here too and comes back once its kind has room. */
+        for (size_t k = 0; k < l->n; k++) {
             size_t i = (l->next_sock + k) % l->n;
-            if (!accept_some(l, &l->socks[i]))
-                full = true;
+            set_paused(l, i, !accept_some(l, &l->socks[i]));
         }
         l->next_sock = l->n ? (l->next_sock + 1) % l->n : 0;
-        if (full && !paused)
-            zh_warn("listener: all workers are full; accepting paused");
-        else if (!full && paused)
-            zh_info("listener: accepting resumed");
-        /* While full, stop watching the sockets (the kernel backlog holds clients) and retry on a
-         * short timer. */
-        if (full != paused) {
-            for (size_t i = 0; i < l->n; i++) {
-                struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
-                epoll_ctl(l->epfd, full ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, l->socks[i].fd, &ev);
-            }
-            paused = full;
-        }
     }
     return NULL;
+}
+
+void zh_listener_set_tls_reload(struct zh_listener *l, struct zh_tls_store *tls,
+                                unsigned interval_ms)
+{
+    l->tls = tls;
+    l->tls_reload_ms = interval_ms ? interval_ms : 1000;
 }
 
 int zh_listener_start(struct zh_listener *l)

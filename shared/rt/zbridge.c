@@ -23,6 +23,7 @@
 #define RETRY_MS      10
 #define MAX_IDENTITY  255
 #define MAX_LOCKS     64
+#define REACH_SLOTS   256 /* remembered ROUTER peers that took a message (direct-mapped) */
 
 struct dest {
     struct dest *next;
@@ -36,6 +37,13 @@ struct dest {
 struct outchan {
     struct zh_chan *ch;
     struct zh_zmsg *held; /* popped but its destination queue is full */
+};
+
+/* A ROUTER peer that has taken a message from us. */
+struct reach {
+    enum zh_zsock sock;
+    uint8_t len; /* 0 = empty */
+    uint8_t id[MAX_IDENTITY];
 };
 
 struct inq {
@@ -63,6 +71,9 @@ struct zh_zbridge {
     pthread_t thread;
     bool started;
     unsigned rr;
+    /* ROUTER peers seen reachable, so that EHOSTUNREACH can tell "went away" (hand the message
+     * back) from "never connected a ROUTER at all" (a PUB-only Condure-style handler: drop). */
+    struct reach reach[REACH_SLOTS];
 };
 
 static const int sock_types[ZH_ZS_COUNT] = {
@@ -278,6 +289,8 @@ const char *zh_zbridge_id(const struct zh_zbridge *b)
     return b->id;
 }
 
+static void deliver(struct zh_zbridge *b, unsigned w, struct zh_zmsg *m);
+
 /* ---- outbound: sending with per-destination parking ---- */
 
 /* Send all frames without blocking. Returns 0, -EAGAIN (nothing sent), or another -errno. */
@@ -335,16 +348,98 @@ static void park(struct zh_zbridge *b, struct dest *d, struct zh_zmsg *m)
     b->n_parked++;
 }
 
-static void log_send_drop(const struct zh_zmsg *m, int r)
+static struct reach *reach_slot(struct zh_zbridge *b, const struct zh_zmsg *m)
+{
+    struct zh_span f = zh_zmsg_frame(m, 0);
+    size_t n = f.n > MAX_IDENTITY ? MAX_IDENTITY : f.n;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ f.p[i]) * 16777619u;
+    return &b->reach[(h ^ (uint32_t)m->sock) % REACH_SLOTS];
+}
+
+static bool reach_match(const struct reach *r, const struct zh_zmsg *m)
+{
+    struct zh_span f = zh_zmsg_frame(m, 0);
+    return r->len && r->sock == m->sock && r->len == f.n && memcmp(r->id, f.p, f.n) == 0;
+}
+
+/* m went out: remember its ROUTER peer (only for messages whose fate the worker wants to know). */
+static void sent_ok(struct zh_zbridge *b, const struct zh_zmsg *m)
+{
+    if (!(m->flags & ZH_ZMSG_F_NOTIFY) || !sock_is_router(m->sock) || m->nframes < 2)
+        return;
+    struct zh_span f = zh_zmsg_frame(m, 0);
+    if (f.n == 0 || f.n > MAX_IDENTITY)
+        return;
+    struct reach *r = reach_slot(b, m);
+    if (reach_match(r, m))
+        return;
+    r->sock = m->sock;
+    r->len = (uint8_t)f.n;
+    memcpy(r->id, f.p, f.n);
+}
+
+/* An unreachable ROUTER peer: true when it had taken messages before (it went away), which the
+ * worker must hear about; it is forgotten then. */
+static bool reach_lost(struct zh_zbridge *b, const struct zh_zmsg *m)
+{
+    if (!sock_is_router(m->sock) || m->nframes < 2)
+        return false;
+    struct reach *r = reach_slot(b, m);
+    if (!reach_match(r, m))
+        return false;
+    r->len = 0;
+    return true;
+}
+
+static bool past_deadline(const struct zh_zmsg *m, uint64_t now)
+{
+    return m->deadline_ms != 0 && now >= m->deadline_ms;
+}
+
+/* The bridge will not send m: free it, or with ZH_ZMSG_F_NOTIFY hand it back to the worker that
+ * sent it, marked undelivered, so that worker can answer its client (e.g. 503 after
+ * --handler-wait). */
+static void give_up(struct zh_zbridge *b, struct zh_zmsg *m)
+{
+    if (!(m->flags & ZH_ZMSG_F_NOTIFY)) {
+        zh_zmsg_free(m);
+        return;
+    }
+    m->flags |= ZH_ZMSG_F_UNDELIVERED;
+    m->next = NULL;
+    deliver(b, m->worker < b->workers ? m->worker : 0, m);
+}
+
+/* A send failed for good (not EAGAIN). An unreachable ROUTER peer that never took a message is
+ * not news (a handler that reads only PULL and answers on PUB has no ROUTER): log and drop. One
+ * that did take messages went away: its worker gets the message back. */
+static void send_failed(struct zh_zbridge *b, struct zh_zmsg *m, int r)
 {
     if (r == -EHOSTUNREACH && m->nframes > 0) {
         char who[96];
         struct zh_span f = zh_zmsg_frame(m, 0);
-        zh_warn("%s: peer '%s' unreachable, message dropped", zh_zsock_name(m->sock),
-                zh_log_escape(who, sizeof(who), f.p, f.n));
-    } else {
-        zh_warn("%s: send failed (%s), message dropped", zh_zsock_name(m->sock), zmq_strerror(-r));
+        bool lost = (m->flags & ZH_ZMSG_F_NOTIFY) && reach_lost(b, m);
+        zh_warn("%s: peer '%s' unreachable, message %s", zh_zsock_name(m->sock),
+                zh_log_escape(who, sizeof(who), f.p, f.n),
+                lost ? "returned to its worker" : "dropped");
+        if (lost)
+            give_up(b, m);
+        else
+            zh_zmsg_free(m);
+        return;
     }
+    zh_warn("%s: send failed (%s), message %s", zh_zsock_name(m->sock), zmq_strerror(-r),
+            (m->flags & ZH_ZMSG_F_NOTIFY) ? "returned to its worker" : "dropped");
+    give_up(b, m);
+}
+
+static void expire_parked(struct zh_zbridge *b, struct zh_zmsg *m)
+{
+    zh_debug("%s: no peer took a message within its deadline; returned to worker %u",
+             zh_zsock_name(m->sock), m->worker);
+    give_up(b, m);
 }
 
 /* Place m: send now, or park it behind its destination's queue. Returns false (m untouched) when
@@ -354,11 +449,15 @@ static bool place(struct zh_zbridge *b, struct zh_zmsg *m)
     void *sock = b->socks[m->sock];
     if (!sock) {
         zh_warn("%s: socket not configured, message dropped", zh_zsock_name(m->sock));
-        zh_zmsg_free(m);
+        give_up(b, m);
         return true;
     }
     struct dest *d = find_dest(b, m, false);
     if (d && d->count > 0) {
+        if (past_deadline(m, zh_time_ms())) {
+            expire_parked(b, m);
+            return true;
+        }
         if (d->count >= b->dest_max)
             return false;
         park(b, d, m);
@@ -366,34 +465,66 @@ static bool place(struct zh_zbridge *b, struct zh_zmsg *m)
     }
     int r = send_frames(sock, m);
     if (r == -EAGAIN) {
+        if (past_deadline(m, zh_time_ms())) {
+            expire_parked(b, m);
+            return true;
+        }
         park(b, find_dest(b, m, true), m);
         return true;
     }
-    if (r < 0)
-        log_send_drop(m, r);
+    if (r < 0) {
+        send_failed(b, m, r);
+        return true;
+    }
+    sent_ok(b, m);
     zh_zmsg_free(m);
     return true;
+}
+
+/* Take the messages whose deadline has passed out of d's queue (wherever they are in it): no peer
+ * took them in time, so they must never be sent. */
+static void expire_dest(struct zh_zbridge *b, struct dest *d, uint64_t now)
+{
+    struct zh_zmsg **mp = &d->head, *last = NULL;
+    while (*mp) {
+        struct zh_zmsg *m = *mp;
+        if (!past_deadline(m, now)) {
+            last = m;
+            mp = &m->next;
+            continue;
+        }
+        *mp = m->next;
+        d->count--;
+        b->n_parked--;
+        expire_parked(b, m);
+    }
+    d->tail = last;
 }
 
 /* Retry parked messages in order; drop empty destinations. */
 static void retry_parked(struct zh_zbridge *b)
 {
+    uint64_t now = zh_time_ms();
     struct dest **pp = &b->dests;
     while (*pp) {
         struct dest *d = *pp;
+        expire_dest(b, d, now);
         while (d->head) {
             struct zh_zmsg *m = d->head;
             int r = send_frames(b->socks[m->sock], m);
             if (r == -EAGAIN)
                 break;
-            if (r < 0)
-                log_send_drop(m, r);
             d->head = m->next;
             if (!d->head)
                 d->tail = NULL;
             d->count--;
             b->n_parked--;
-            zh_zmsg_free(m);
+            if (r < 0) {
+                send_failed(b, m, r);
+            } else {
+                sent_ok(b, m);
+                zh_zmsg_free(m);
+            }
         }
         if (!d->head) {
             *pp = d->next;
@@ -826,6 +957,7 @@ void zh_zport_send(struct zh_zport *p, struct zh_zmsg *m)
         zh_zmsg_free(m);
         return;
     }
+    m->worker = p->w;
     if (!q->head && zh_chan_push(ch, m) == 0)
         return;
     m->next = NULL;

@@ -10,6 +10,10 @@
  * returns EAGAIN parks the message in a bounded queue for its destination (a handler identity on a
  * ROUTER, the socket otherwise), retried on POLLOUT (PUSH/DEALER) or a 10 ms timer. While a
  * destination's queue is full only the channels whose next message goes there wait.
+ *   - deadlines: a message with deadline_ms (the server role's first packets, --handler-wait) is
+ * never sent after its deadline while it waits parked; the bridge drops it, and a message marked
+ * ZH_ZMSG_F_NOTIFY is instead handed back to its worker's inbox with ZH_ZMSG_F_UNDELIVERED (also
+ * when its peer is unreachable or the send fails), so the worker can answer its client.
  *
  * The sockets are created and bound in zh_zbridge_new(), on the calling thread, so a bad endpoint
  * or an ipc path held by another instance is a startup error. */
@@ -80,7 +84,7 @@ struct zh_zport;
 /* Create worker w's port, watching space fds on loop. */
 struct zh_zport *zh_zport_new(struct zh_zbridge *b, unsigned w, struct zh_loop *loop);
 
-/* Hand m (m->sock says which socket) to the bridge. Takes ownership. */
+/* Hand m (m->sock says which socket) to the bridge. Takes ownership; sets m->worker. */
 void zh_zport_send(struct zh_zport *p, struct zh_zmsg *m);
 
 /* Messages waiting in the port's FIFOs (not yet in a channel). */

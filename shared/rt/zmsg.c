@@ -22,6 +22,9 @@ struct zh_zmsg *zh_zmsg_new(enum zh_zsock sock, size_t cap)
     struct zh_zmsg *m = zh_malloc(sizeof(*m) + cap);
     m->next = NULL;
     m->sock = sock;
+    m->flags = 0;
+    m->worker = 0;
+    m->deadline_ms = 0;
     m->nframes = 0;
     m->size = 0;
     m->cap = (uint32_t)cap;

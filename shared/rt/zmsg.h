@@ -39,9 +39,21 @@ struct zh_zmsg_frame {
     uint32_t len;
 };
 
+/* zh_zmsg.flags. NOTIFY is set by a worker on an outbound message: if the bridge gives up on it
+ * (deadline passed, peer unreachable, send error) it sets UNDELIVERED and pushes the message back
+ * into m->worker's inbox instead of dropping it, so the worker can answer its client. */
+#define ZH_ZMSG_F_NOTIFY      0x1u
+#define ZH_ZMSG_F_UNDELIVERED 0x2u
+
 struct zh_zmsg {
     struct zh_zmsg *next; /* for the owner's queues */
     enum zh_zsock sock;   /* socket it came from, or goes to */
+    uint32_t flags;       /* ZH_ZMSG_F_* */
+    uint32_t worker;      /* outbound: the sending worker (set by zh_zport_send) */
+    /* Outbound: monotonic ms (zh_time_ms) after which the bridge must not send it any more; 0 =
+     * no deadline. A message still parked (no peer could take it) at its deadline is dropped and,
+     * with ZH_ZMSG_F_NOTIFY, handed back to its worker (--handler-wait). */
+    uint64_t deadline_ms;
     uint32_t nframes;
     uint32_t size; /* bytes used in data[] */
     uint32_t cap;  /* bytes allocated for data[] */

@@ -1,5 +1,7 @@
 #include "shared/rt/zroute.h"
 
+#include <jansson.h>
+
 #include "shared/proto/err.h"
 #include "shared/proto/tnetstring.h"
 
@@ -43,11 +45,72 @@ static int route_one(enum zh_role role, const struct zh_tns_value *from, const u
     return 0;
 }
 
+static int count_workers(uint64_t mask)
+{
+    int count = 0;
+    for (uint64_t m = mask; m; m &= m - 1)
+        count++;
+    return count ? count : ZH_E_UNKNOWN_SESSION;
+}
+
+/* Zurl's legacy `J` format: the same keys in a JSON object. Only requesters use it, rarely, so
+ * this parses the whole object (jansson) rather than scanning it. */
+static int route_json(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers,
+                      uint64_t *mask)
+{
+    json_t *d = json_loadb((const char *)payload + 1, n - 1, JSON_ALLOW_NUL, NULL);
+    if (!d || !json_is_object(d)) {
+        json_decref(d);
+        return ZH_E_PARSE;
+    }
+    const json_t *from = json_object_get(d, "from");
+    struct zh_tns_value fromv = {0};
+    bool has_from = json_is_string(from);
+    if (has_from) {
+        fromv.data = (const uint8_t *)json_string_value(from);
+        fromv.len = json_string_length(from);
+    }
+    const json_t *id = json_object_get(d, "id");
+    int rc;
+    if (!id) {
+        rc = ZH_E_MISSING;
+    } else if (json_is_string(id)) {
+        rc = route_one(role, has_from ? &fromv : NULL, (const uint8_t *)json_string_value(id),
+                       json_string_length(id), nworkers, mask);
+        rc = rc < 0 ? rc : 1;
+    } else if (json_is_array(id)) {
+        size_t i;
+        json_t *item;
+        rc = 0;
+        json_array_foreach(id, i, item)
+        {
+            const json_t *one = json_is_object(item) ? json_object_get(item, "id") : NULL;
+            if (!json_is_string(one)) {
+                rc = ZH_E_TYPE;
+                break;
+            }
+            route_one(role, has_from ? &fromv : NULL, (const uint8_t *)json_string_value(one),
+                      json_string_length(one), nworkers, mask);
+        }
+        rc = rc < 0 ? rc : count_workers(*mask);
+    } else {
+        rc = ZH_E_TYPE;
+    }
+    json_decref(d);
+    if (rc < 0)
+        *mask = 0;
+    return rc;
+}
+
 int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers,
               uint64_t *mask)
 {
     *mask = 0;
-    if (n < 1 || payload[0] != 'T' || nworkers == 0 || nworkers > 64)
+    if (n < 1 || nworkers == 0 || nworkers > 64)
+        return ZH_E_PARSE;
+    if (payload[0] == 'J')
+        return route_json(role, payload, n, nworkers, mask);
+    if (payload[0] != 'T')
         return ZH_E_PARSE;
     struct zh_tns_value d, idv, fromv;
     if (zh_tns_parse_exact(payload + 1, n - 1, &d) < 0 || d.type != ZH_TNS_DICT)
@@ -66,14 +129,13 @@ int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nwor
     zh_tns_iter_init(&it, &idv);
     while (zh_tns_list_next(&it, &item)) {
         if (item.type != ZH_TNS_DICT || !zh_tns_dict_get(&item, "id", &one) ||
-            one.type != ZH_TNS_STRING)
+            one.type != ZH_TNS_STRING) {
+            *mask = 0;
             return ZH_E_TYPE;
+        }
         /* A bad entry in a batch only loses that entry: the worker that owns the others reports it.
          */
         route_one(role, has_from ? &fromv : NULL, one.data, one.len, nworkers, mask);
     }
-    int count = 0;
-    for (uint64_t m = *mask; m; m &= m - 1)
-        count++;
-    return count ? count : ZH_E_UNKNOWN_SESSION;
+    return count_workers(*mask);
 }

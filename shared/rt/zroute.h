@@ -20,7 +20,7 @@ unsigned zh_zroute_hash(const uint8_t *from, size_t from_len, const uint8_t *id,
 /* Worker named by a server-role id "<N>-…", or -1 if the id has no valid prefix < nworkers. */
 int zh_zroute_prefix(const uint8_t *id, size_t id_len, unsigned nworkers);
 
-/* Decide the workers for payload `T…` arriving for `role` (`J…` JSON packets are not routable yet).
+/* Decide the workers for payload `T…` (or Zurl's legacy `J…` JSON) arriving for `role`.
  * Sets bit w of *mask for each worker (nworkers <= 64). Returns the number of workers chosen (>=
  * 1), or a negative ZH_E_* code when the packet can't be routed (malformed, no id, bad prefix); the
  * caller then hands it to one worker of its choice so the precise error is logged (and answered,

@@ -26,6 +26,14 @@ def zctx():
     ctx.destroy(linger=0)
 
 
+def loopback_conf(rundir):
+    """A config that lets the client role reach 127.0.0.1: the default policy denies loopback
+    destinations, and these tests' origins all live there."""
+    path = rundir / "allow-loopback.conf"
+    path.write_text("[General]\nallow = 127.0.0.1\n")
+    return path
+
+
 def req_roundtrip(ctx, endpoint, packet: dict, timeout_ms=5000):
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
@@ -41,7 +49,7 @@ def req_roundtrip(ctx, endpoint, packet: dict, timeout_ms=5000):
 def test_client_role_req_get_reaches_origin(rundir, zctx):
     with Origin({"/hello": hello_route}) as origin:
         ep = f"ipc://{rundir}/client-req"
-        d = Zhttpd(["--workers", "2", "--log-level", "3", "--zserver-req", ep,
+        d = Zhttpd(["--config", loopback_conf(rundir), "--workers", "2", "--log-level", "3", "--zserver-req", ep,
                     "--shutdown-timeout", "0"], rundir).start()
         try:
             rep = req_roundtrip(zctx, ep, {"id": "r1", "method": "GET", "uri": origin.url("/hello"),
@@ -68,7 +76,7 @@ def test_client_role_req_get_reaches_origin(rundir, zctx):
 def test_client_role_many_ids_spread_over_both_workers(rundir, zctx):
     with Origin({"/hello": hello_route}) as origin:
         ep = f"ipc://{rundir}/client-req"
-        d = Zhttpd(["--workers", "2", "--log-level", "3", "--zserver-req", ep], rundir).start()
+        d = Zhttpd(["--config", loopback_conf(rundir), "--workers", "2", "--log-level", "3", "--zserver-req", ep], rundir).start()
         try:
             for i in range(16):
                 rep = req_roundtrip(zctx, ep, {"from": "app", "id": f"id-{i}", "method": "GET",
@@ -83,7 +91,7 @@ def test_client_role_many_ids_spread_over_both_workers(rundir, zctx):
 def test_client_role_connection_refused_is_an_error_reply(rundir, zctx):
     port = free_port()  # nothing listens there
     ep = f"ipc://{rundir}/client-req"
-    d = Zhttpd(["--workers", "1", "--zserver-req", ep], rundir).start()
+    d = Zhttpd(["--config", loopback_conf(rundir), "--workers", "1", "--zserver-req", ep], rundir).start()
     try:
         rep = req_roundtrip(zctx, ep, {"id": "x", "method": "GET",
                                        "uri": f"http://127.0.0.1:{port}/"})

@@ -10,7 +10,7 @@ import zmq
 import tnetstring_py as tns
 from conftest import free_port
 from origin import Origin
-from test_03_end_to_end import Handler, curl, hello_route, req_roundtrip
+from test_03_end_to_end import Handler, curl, hello_route, loopback_conf, req_roundtrip
 from zhttpd import Zhttpd
 
 
@@ -24,8 +24,8 @@ def zctx():
 @pytest.fixture
 def client_daemon(rundir):
     base = f"ipc://{rundir}/zurl"
-    d = Zhttpd(["--workers", "2", "--zserver-stream", base, "--zserver-req", f"{base}-req",
-                "--log-level", "3"], rundir).start()
+    d = Zhttpd(["--config", loopback_conf(rundir), "--workers", "2", "--zserver-stream", base,
+                "--zserver-req", f"{base}-req", "--log-level", "3"], rundir).start()
     yield d, base
     d.stop()
 

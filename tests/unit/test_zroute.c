@@ -329,8 +329,72 @@ static void payload_without_the_t_prefix_is_a_parse_error(void **state)
     assert_int_equal(route(ZH_ROLE_SERVER, LIT("X15:2:id,7:1-0-abc,}"), 4, &mask), ZH_E_PARSE);
     assert_int_equal(route(ZH_ROLE_SERVER, LIT("15:2:id,7:1-0-abc,}"), 4, &mask), ZH_E_PARSE);
     assert_int_equal(route(ZH_ROLE_SERVER, LIT("t15:2:id,7:1-0-abc,}"), 4, &mask), ZH_E_PARSE);
-    /* J (legacy JSON) is not scanned by the router: the caller hands it to one worker. */
-    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":\"abc\"}"), 4, &mask), ZH_E_PARSE);
+    assert_int_equal(mask, 0);
+}
+
+/* ---- zh_zroute: Zurl's legacy J (JSON) format ---- */
+
+static void json_packet_goes_to_the_hash_of_from_and_id(void **state)
+{
+    (void)state;
+    for (unsigned nw = 1; nw <= 64; nw++) {
+        uint64_t mask;
+        assert_int_equal(
+            route(ZH_ROLE_CLIENT, LIT("J{\"from\":\"req1\",\"id\":\"abc\",\"seq\":0}"), nw, &mask),
+            1);
+        assert_true(mask == UINT64_C(1) << hash("req1", "abc", nw));
+    }
+    uint64_t mask;
+    /* the same session in T and J lands on the same worker */
+    uint64_t tmask;
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT(CLI), 7, &tmask), 1);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":\"abc\",\"from\":\"req1\"}"), 7, &mask),
+                     1);
+    assert_true(mask == tmask);
+    /* no (string) from: an empty from, as for T */
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":\"abc\"}"), 64, &mask), 1);
+    assert_true(mask == UINT64_C(1) << hash("", "abc", 64));
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"from\":7,\"id\":\"abc\"}"), 64, &mask), 1);
+    assert_true(mask == UINT64_C(1) << hash("", "abc", 64));
+    /* UTF-8 ids hash as their bytes */
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"from\":\"r\",\"id\":\"\\u00e9\"}"), 64, &mask),
+                     1);
+    assert_true(mask == UINT64_C(1) << hash("r", "\xc3\xa9", 64));
+}
+
+static void json_multi_id_packet_names_every_worker(void **state)
+{
+    (void)state;
+    uint64_t mask;
+    uint64_t want =
+        (UINT64_C(1) << hash("req1", "abc", 64)) | (UINT64_C(1) << hash("req1", "def", 64));
+    int n = route(ZH_ROLE_CLIENT,
+                  LIT("J{\"from\":\"req1\",\"id\":[{\"id\":\"abc\",\"seq\":1},{\"id\":\"def\"}]}"),
+                  64, &mask);
+    assert_true(mask == want);
+    assert_int_equal(n, want == (UINT64_C(1) << hash("req1", "abc", 64)) ? 1 : 2);
+    /* server role: the prefix of each id */
+    assert_int_equal(
+        route(ZH_ROLE_SERVER, LIT("J{\"id\":[{\"id\":\"0-1-a\"},{\"id\":\"2-0-b\"}]}"), 4, &mask),
+        2);
+    assert_int_equal(mask, (UINT64_C(1) << 0) | (UINT64_C(1) << 2));
+}
+
+static void bad_json_packets_are_unroutable(void **state)
+{
+    (void)state;
+    uint64_t mask;
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J"), 4, &mask), ZH_E_PARSE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":\"abc\""), 4, &mask), ZH_E_PARSE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J[\"id\",\"abc\"]"), 4, &mask), ZH_E_PARSE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":\"abc\"} x"), 4, &mask), ZH_E_PARSE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"from\":\"a\"}"), 4, &mask), ZH_E_MISSING);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":5}"), 4, &mask), ZH_E_TYPE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":[5]}"), 4, &mask), ZH_E_TYPE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":[{\"seq\":1}]}"), 4, &mask), ZH_E_TYPE);
+    assert_int_equal(route(ZH_ROLE_CLIENT, LIT("J{\"id\":[]}"), 4, &mask), ZH_E_UNKNOWN_SESSION);
+    assert_int_equal(route(ZH_ROLE_SERVER, LIT("J{\"id\":\"x-1\"}"), 4, &mask),
+                     ZH_E_UNKNOWN_SESSION);
     assert_int_equal(mask, 0);
 }
 
@@ -422,6 +486,9 @@ int main(void)
         cmocka_unit_test(packet_without_an_id_is_missing),
         cmocka_unit_test(id_of_the_wrong_type_is_a_type_error),
         cmocka_unit_test(worker_count_outside_1_to_64_is_rejected),
+        cmocka_unit_test(json_packet_goes_to_the_hash_of_from_and_id),
+        cmocka_unit_test(json_multi_id_packet_names_every_worker),
+        cmocka_unit_test(bad_json_packets_are_unroutable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,27 @@
+/* Zurl's legacy `J` format: a ZHTTP packet written as 'J' + one JSON object (ZHTTP.md §1.2).
+ *
+ * zhttpd has one ZHTTP codec, for `T`. A `J` request is converted to the equivalent `T` bytes and
+ * decoded by it, and a reply to a `J` requester is encoded as `T` and converted back, so both
+ * formats follow exactly the same field rules. The conversion is Zurl's: JSON strings are UTF-8
+ * byte strings, integral numbers are ints, other numbers floats; byte strings go back as JSON
+ * strings, with invalid UTF-8 replaced by U+FFFD (Zurl does the same), so J cannot carry
+ * arbitrary binary bodies. */
+#ifndef ZH_CLIENT_JFORMAT_H
+#define ZH_CLIENT_JFORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/proto/buf.h"
+
+#define ZH_JFORMAT_MAX_DEPTH 32 /* nested containers, as tnetstrings allow */
+
+/* Convert p[0..n) = 'J' + a JSON object into 'T' + tnetstring, appended to out. Returns 0, or a
+ * negative ZH_E_* code with *reason set to a static description ("invalid JSON", ...). */
+int zh_jformat_to_tnet(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason);
+
+/* Convert p[0..n) = 'T' + tnetstring dict (as zh_zhttp_encode writes it) into 'J' + compact
+ * JSON, appended to out. Returns 0, or a negative ZH_E_* code if p is not a valid packet. */
+int zh_jformat_from_tnet(const uint8_t *p, size_t n, struct zh_buf *out);
+
+#endif

@@ -1,0 +1,228 @@
+/* Internal to server/: the engine and connection structures shared by server.c (the engine: slots,
+ * accept channel, handler packet dispatch, batched keep-alives, shutdown), conn.c (connection I/O,
+ * timers, HTTP/1 heads and responses, stream-mode sessions) and reqmode.c (req-mode requests).
+ * Not part of the server API: daemon/ uses server/server.h only. See
+ * docs/internals/conn-lifecycle.md. */
+#ifndef ZH_SERVER_CONN_H
+#define ZH_SERVER_CONN_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server/server.h"
+#include "server/tls.h"
+#include "shared/proto/http1.h"
+#include "shared/proto/session.h"
+#include "shared/proto/zhttp.h"
+#include "shared/rt/chunkq.h"
+#include "shared/rt/loop.h"
+#include "shared/rt/zbridge.h"
+#include "shared/rt/zmsg.h"
+
+#define ZH_CONN_MAX_HEADERS 128 /* request header fields */
+#define ZH_CONN_ID_MAX      32
+
+/* Connection states, logged as "-> [%s]". */
+enum zh_conn_state {
+    ZH_CONN_HEAD = 0, /* waiting for or reading a request head */
+    ZH_CONN_BODY,     /* req mode: reading the whole body before the request goes out */
+    ZH_CONN_REQUEST,  /* request with a handler, response not started */
+    ZH_CONN_RESPONSE, /* response head written, body streaming */
+    ZH_CONN_CLOSING,  /* flushing the last bytes, then close */
+    ZH_CONN_CLOSED,   /* fd closed; freed from the loop's pending phase */
+};
+
+struct zh_conn {
+    struct zh_server *s;
+    uint32_t slot;
+    int fd;
+    struct zh_io io;
+    struct zh_defer free_defer;
+    struct zh_defer read_defer; /* TLS holds decrypted bytes: read without waiting for epoll */
+    struct zh_timer timer;      /* the earliest deadline of the state (see conn_deadline) */
+    enum zh_conn_state state;
+    bool req_mode;
+    bool tls; /* accepted on a TLS listener */
+    bool local;
+    bool lingering; /* closing: our FIN is sent, client input is read and dropped */
+    /* TLS */
+    struct zh_tls_conn *tls_conn; /* NULL until the first byte says TLS (or for plain ports) */
+    const char *default_cert;     /* the listener's default-cert NAME (listener-owned) */
+    bool tls_sniffed;             /* the first byte was looked at */
+    bool tls_read_wants_write;    /* a TLS read returned -EAGAIN waiting for POLLOUT */
+    bool tls_write_wants_read;    /* a TLS write returned -EAGAIN waiting for POLLIN */
+    char peer_addr[INET6_ADDRSTRLEN];
+    int peer_port;
+
+    /* deadlines */
+    uint64_t head_start_ms;   /* the head timeout counts from here; 0 = idle between requests */
+    uint64_t last_io_ms;      /* last byte read from or written to the client */
+    uint64_t req_deadline_ms; /* req mode: the handler must have answered by then */
+    uint64_t closing_ms;      /* when closing began (the linger time counts from it) */
+    unsigned served;          /* requests started on this connection */
+
+    /* input: one buffer, grown only for a large head or a req-mode body */
+    char *in;
+    size_t in_len, in_cap;
+    bool in_eof;
+    struct zh_http1_req req;
+
+    /* output: head and chunk framing (and stream-mode body) in the queue, then an optional tail
+     * written from a handler message without copying (req mode) */
+    struct zh_chunkq out;
+    struct zh_zmsg *tail_msg;
+    const uint8_t *tail;
+    size_t tail_len;
+
+    /* the current request and its session */
+    bool has_session;
+    char id[ZH_CONN_ID_MAX];
+    size_t id_len;
+    struct zh_session sess;
+    bool keep_alive;
+    bool is_head;
+    bool expect_continue; /* 100 Continue owed once the handler is ready for the body */
+    int minor;
+    /* request body */
+    enum zh_http1_body req_body;
+    uint64_t body_left; /* Content-Length bytes not yet read (stream) / expected (req) */
+    size_t body_off;    /* where decoded body bytes start in `in` (req mode keeps the head) */
+    size_t body_ready;  /* decoded body bytes at in[body_off..] */
+    bool chunk_done;    /* chunked: last chunk and trailers read */
+    struct zh_http1_chunked chunked;
+    bool body_done; /* all request body bytes read (and, in stream mode, sent) */
+    /* response */
+    enum zh_http1_body resp_body;
+    uint64_t resp_left; /* Content-Length bytes the handler still owes */
+    int64_t granted;    /* credits we gave the handler, minus body bytes received */
+    uint64_t unacked;   /* body bytes queued but not yet re-granted */
+};
+
+struct zh_server {
+    struct zh_loop *loop;
+    struct zh_zport *port;
+    unsigned worker;
+    struct zh_server_config cfg;
+    struct zh_chan *accept_ch;
+    struct zh_io accept_io;
+    struct zh_chunk_pool pool;
+    struct zh_conn **slots;
+    uint32_t n_slots;
+    uint32_t *free_slots;
+    uint32_t n_free;
+    atomic_uint n_conns; /* reserved by the listener, released when a conn is freed */
+    uint64_t id_counter; /* the last part of every session id: never reused on this worker */
+    size_t active;
+    bool closing;
+    atomic_bool closing_flag;        /* closing, as the listener thread sees it */
+    struct zh_zhttp_packet *out_pkt; /* scratch for packets we build (never held across calls) */
+    struct zh_zhttp_packet *in_pkt;  /* scratch for decoding handler packets */
+    /* batched keep-alives: every tick visits the next 1/ZH_KA_SLICES of the slots */
+    struct zh_timer ka_timer;
+    uint32_t ka_cursor;
+    struct zh_conn **ka_batch;
+    uint32_t ka_batch_cap;
+};
+
+/* ---- conn.c ---- */
+
+/* Take over an accepted connection (frees a). */
+void zh_conn_new(struct zh_server *s, struct zh_accepted *a);
+
+/* Close now: a live session's handler gets a cancel. The conn is freed from the pending phase. */
+void zh_conn_close(struct zh_conn *c, const char *why);
+
+/* Free a closed conn's memory and release its slot and reservation (pending phase or engine
+ * free). */
+void zh_conn_free(struct zh_conn *c);
+
+/* A stream-mode handler packet for c's current session; id is the packet's entry for it. */
+void zh_conn_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
+                       const struct zh_zhttp_id *id);
+
+/* One of c's own messages on sock came back undelivered: no handler took the first packet within
+ * --handler-wait (503), or the handler is unreachable (502 / close). */
+void zh_conn_on_undelivered(struct zh_conn *c, enum zh_zsock sock);
+
+/* Shutdown: close when idle, else finish with "Connection: close"; with cancel end it now. */
+void zh_conn_shutdown(struct zh_conn *c, bool cancel);
+
+/* ---- internal helpers shared by conn.c and reqmode.c ---- */
+
+/* Change state (logged) and re-arm the conn's timer for the new state. */
+void zh_conn__set_state(struct zh_conn *c, enum zh_conn_state st);
+
+/* Re-arm the conn's timer at the earliest deadline of its state. */
+void zh_conn__arm_timer(struct zh_conn *c);
+
+/* Append bytes to the output queue. */
+void zh_conn__queue(struct zh_conn *c, const void *p, size_t n);
+
+/* Write what can be written, then set the epoll interest (or finish closing). */
+void zh_conn__flush(struct zh_conn *c);
+
+/* Answer with a short text/plain error (or other fixed) response and close after it; the session,
+ * if any, ends without a cancel (send one first if the handler should know). */
+void zh_conn__simple_response(struct zh_conn *c, int status, const char *text);
+
+/* Send a cancel to the handler (stream mode, address known), then end the session. */
+void zh_conn__cancel(struct zh_conn *c);
+
+/* End the current session (no packet sent). */
+void zh_conn__session_end(struct zh_conn *c);
+
+/* Start a session: new id, session state, counters. */
+void zh_conn__session_begin(struct zh_conn *c);
+
+/* The absolute uri of the parsed request, appended to uri. */
+void zh_conn__build_uri(struct zh_conn *c, const struct zh_http1_framing *f, struct zh_buf *uri);
+
+/* Fill p's request fields (method, uri, headers, peer address) from the parsed head; uri is the
+ * caller's buffer that p->uri points into. */
+void zh_conn__request_fields(struct zh_conn *c, struct zh_zhttp_packet *p,
+                             const struct zh_http1_header *hdrs, size_t nh,
+                             const struct zh_http1_framing *f, struct zh_buf *uri);
+
+/* Queue the response head for handler packet p (its code, reason and headers, minus Connection,
+ * Transfer-Encoding and Content-Length, which we decide) and choose the body framing. more says
+ * whether body packets follow. Returns 0, or -1 for a head we cannot write (the caller answers
+ * 502). */
+int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool more);
+
+/* The response has been handed over in full: end the session, then close or wait for the next
+ * request. */
+void zh_conn__response_done(struct zh_conn *c);
+
+/* Build and send our own encoded packet on sock with the bridge's give-back flag; first packets
+ * get the --handler-wait deadline. */
+void zh_conn__send(struct zh_conn *c, enum zh_zsock sock, const struct zh_zhttp_packet *p);
+
+/* The engine's scratch packet, reset, with our from and, in stream mode, c's id and next seq. */
+struct zh_zhttp_packet *zh_conn__packet(struct zh_conn *c);
+
+/* Decode buffered chunked framing in place: payload bytes gather at in[body_off..body_off +
+ * body_ready), framing is cut out, bytes after the body stay. Returns 0, or -1 after answering a
+ * malformed body with an error response. */
+int zh_conn__decode_chunked(struct zh_conn *c);
+
+/* ---- server.c ---- */
+
+/* Give back a freed connection's place in the worker and in the process limit of its kind. */
+void zh_server__release(struct zh_server *s, enum zh_server_kind kind);
+
+/* ---- reqmode.c ---- */
+
+/* A req-mode head was parsed: check the body size, then read the body or send the request. */
+void zh_conn__req_start(struct zh_conn *c, const struct zh_http1_framing *f);
+
+/* Read progress in ZH_CONN_BODY: decode, bound and complete the body, then send the request. */
+void zh_conn__req_body(struct zh_conn *c);
+
+/* The handler's answer to a req-mode request. May take *mp (the message p was decoded from) to
+ * write the body from it without a copy; sets *mp to NULL then. */
+void zh_conn__req_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
+                            struct zh_zmsg **mp);
+
+#endif
