@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -358,6 +359,32 @@ static void run_until_signal(struct daemon *d, const sigset_t *sigs)
     zh_zbridge_stop(d->bridge, BRIDGE_LINGER_MS);
 }
 
+/* Raise the soft descriptor limit to the hard one (as nginx's worker_rlimit_nofile would), and say
+ * when the connection limits can't be reached with what is left. */
+static void raise_fd_limit(const struct zh_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            zh_debug("descriptor limit raised from %llu to %llu", (unsigned long long)old,
+                     (unsigned long long)rl.rlim_max);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (!zh_config_server_enabled(cfg))
+        return;
+    unsigned long long want = (unsigned long long)cfg->server.stream_maxconn +
+                              (unsigned long long)cfg->server.req_maxconn;
+    if (rl.rlim_cur != RLIM_INFINITY && want + 256 > rl.rlim_cur)
+        zh_warn("descriptor limit %llu is below stream_maxconn + req_maxconn (%llu) plus room for "
+                "sockets and files; accepting pauses when descriptors run out",
+                (unsigned long long)rl.rlim_cur, want);
+}
+
 int main(int argc, char **argv)
 {
     struct daemon d;
@@ -395,6 +422,7 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < warnings.count; i++)
         zh_warn("%s", warnings.items[i]);
+    raise_fd_limit(&d.cfg);
 
     d.n_workers = (unsigned)d.cfg.workers;
     if (d.n_workers > ZH_ZBRIDGE_MAX_WORKERS) {

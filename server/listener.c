@@ -204,13 +204,15 @@ static struct zh_server *pick_worker(struct zh_listener *l, enum zh_server_kind 
     return NULL;
 }
 
-/* Accept up to a batch from one listener. Returns false when its kind is full. */
-static bool accept_some(struct zh_listener *l, struct lsock *ls)
+/* Accept up to a batch from one listener. Returns 1, 0 when its kind is full, or -errno when the
+ * process is out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending connection
+ * stays in the kernel backlog, and retrying at once would only spin. */
+static int accept_some(struct zh_listener *l, struct lsock *ls)
 {
     for (int k = 0; k < ACCEPT_BATCH; k++) {
         struct zh_server *w = pick_worker(l, ls->kind);
         if (!w)
-            return false;
+            return 0;
         struct zh_accepted *a = zh_calloc(1, sizeof(*a));
         a->peer_len = sizeof(a->peer);
         int fd;
@@ -222,9 +224,11 @@ static bool accept_some(struct zh_listener *l, struct lsock *ls)
             int e = errno;
             zh_free(a);
             zh_server_unreserve(w, ls->kind);
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
+                return -e;
             if (e != EAGAIN && e != ECONNABORTED)
                 zh_warn("accept on %s: %s", ls->name, strerror(e));
-            return true;
+            return 1;
         }
         a->fd = fd;
         a->tls = ls->spec.tls;
@@ -244,18 +248,24 @@ static bool accept_some(struct zh_listener *l, struct lsock *ls)
             zh_server_unreserve(w, ls->kind);
         }
     }
-    return true;
+    return 1;
 }
 
-static void set_paused(struct zh_listener *l, size_t i, bool paused)
+/* Pause (stop watching) or resume a listener. r is accept_some()'s result: 0 = limit reached,
+ * negative = out of descriptors/memory. One log line per transition, never one per attempt. */
+static void set_paused(struct zh_listener *l, size_t i, int r)
 {
     struct lsock *ls = &l->socks[i];
+    bool paused = r <= 0;
     if (ls->paused == paused)
         return;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
     epoll_ctl(l->epfd, paused ? EPOLL_CTL_DEL : EPOLL_CTL_ADD, ls->fd, &ev);
     ls->paused = paused;
-    if (paused)
+    if (r < 0)
+        zh_warn("listener %s: accept: %s; accepting paused (clients wait in the backlog)", ls->name,
+                strerror(-r));
+    else if (paused)
         zh_info("listener %s: %s connection limit reached; accepting paused", ls->name,
                 ls->kind == ZH_SERVER_REQ ? "req" : "stream");
     else
@@ -298,7 +308,7 @@ static void *listener_main(void *arg)
          * here too and comes back once its kind has room. */
         for (size_t k = 0; k < l->n; k++) {
             size_t i = (l->next_sock + k) % l->n;
-            set_paused(l, i, !accept_some(l, &l->socks[i]));
+            set_paused(l, i, accept_some(l, &l->socks[i]));
         }
         l->next_sock = l->n ? (l->next_sock + 1) % l->n : 0;
     }

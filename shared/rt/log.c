@@ -108,3 +108,20 @@ char *zh_log_escape(char *out, unsigned long outlen, const void *p, unsigned lon
     out[o] = '\0';
     return out;
 }
+
+int zh_log_limit_allow(struct zh_log_limit *l, unsigned interval_ms, unsigned long *suppressed)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    unsigned long long now =
+        (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)ts.tv_nsec / 1000000u;
+    if (now < l->_next_ms) {
+        l->_suppressed++;
+        return 0;
+    }
+    if (suppressed)
+        *suppressed = l->_suppressed;
+    l->_suppressed = 0;
+    l->_next_ms = now + interval_ms;
+    return 1;
+}

@@ -44,6 +44,17 @@ void zh_log_write(int level, const char *fmt, ...) __attribute__((format(printf,
 #define zh_debug(...) zh_log(ZH_LOG_DEBUG, __VA_ARGS__)
 #define zh_trace(...) zh_log(ZH_LOG_TRACE, __VA_ARGS__)
 
+/* A per-call-site limit on repeated log lines (one thread per limiter; not thread-safe). Use the
+ * API; the members are private. */
+struct zh_log_limit {
+    unsigned long long _next_ms;
+    unsigned long _suppressed;
+};
+
+/* True when a line may be written now: at most one per interval_ms. When it returns true,
+ * *suppressed (if not NULL) says how many lines were held back since the last one written. */
+int zh_log_limit_allow(struct zh_log_limit *l, unsigned interval_ms, unsigned long *suppressed);
+
 /* Format bytes for a log line: printable ASCII kept, others as \xNN, cut at max bytes with "...".
  * Writes a NUL-terminated string into out (outlen >= 8). Returns out. */
 char *zh_log_escape(char *out, unsigned long outlen, const void *p, unsigned long n);

@@ -417,13 +417,18 @@ static void give_up(struct zh_zbridge *b, struct zh_zmsg *m)
  * that did take messages went away: its worker gets the message back. */
 static void send_failed(struct zh_zbridge *b, struct zh_zmsg *m, int r)
 {
+    /* A requester that exits with replies pending makes one failure per reply: one line a second.
+     */
+    static struct zh_log_limit unreachable_limit;
     if (r == -EHOSTUNREACH && m->nframes > 0) {
         char who[96];
         struct zh_span f = zh_zmsg_frame(m, 0);
         bool lost = (m->flags & ZH_ZMSG_F_NOTIFY) && reach_lost(b, m);
-        zh_warn("%s: peer '%s' unreachable, message %s", zh_zsock_name(m->sock),
-                zh_log_escape(who, sizeof(who), f.p, f.n),
-                lost ? "returned to its worker" : "dropped");
+        unsigned long held = 0;
+        if (zh_log_enabled(ZH_LOG_WARN) && zh_log_limit_allow(&unreachable_limit, 1000, &held))
+            zh_warn("%s: peer '%s' unreachable, message %s (%lu similar line(s) held back)",
+                    zh_zsock_name(m->sock), zh_log_escape(who, sizeof(who), f.p, f.n),
+                    lost ? "returned to its worker" : "dropped", held);
         if (lost)
             give_up(b, m);
         else
