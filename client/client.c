@@ -657,8 +657,9 @@ static int decode(struct zh_client *c, struct zh_span payload, bool *json, const
     return rc;
 }
 
-/* From a packet that failed to decode, try to read `from`, a single string `id` and `type`, so
- * the requester can be told (as Zurl does). T format only. */
+/* From a packet that failed to decode, try to read `from` (only when from is not NULL: req mode
+ * needs none), a single string `id` and `type`, so the requester can be told (as Zurl does).
+ * T format only. */
 static bool salvage_ids(struct zh_span payload, struct zh_span *from, struct zh_span *id)
 {
     struct zh_tns_value d, v;
@@ -668,10 +669,12 @@ static bool salvage_ids(struct zh_span payload, struct zh_span *from, struct zh_
     if (zh_tns_dict_get(&d, "type", &v) &&
         (zh_tns_str_eq(&v, "error") || zh_tns_str_eq(&v, "cancel")))
         return false;
-    if (!zh_tns_dict_get(&d, "from", &v) || v.type != ZH_TNS_STRING || v.len == 0 ||
-        v.len > ZH_ZHTTP_MAX_ID_LEN)
-        return false;
-    *from = (struct zh_span){v.data, v.len};
+    if (from) {
+        if (!zh_tns_dict_get(&d, "from", &v) || v.type != ZH_TNS_STRING || v.len == 0 ||
+            v.len > ZH_ZHTTP_MAX_ID_LEN)
+            return false;
+        *from = (struct zh_span){v.data, v.len};
+    }
     if (!zh_tns_dict_get(&d, "id", &v) || v.type != ZH_TNS_STRING || v.len == 0 ||
         v.len > ZH_ZHTTP_MAX_ID_LEN)
         return false;
@@ -695,8 +698,12 @@ static void on_req(struct zh_client *c, struct zh_zmsg *m)
     bool json = false;
     const char *reason = NULL;
     if (decode(c, payload, &json, &reason) < 0) {
+        /* Echo the id when it can be read: a DEALER with requests in flight matches by id. */
+        struct zh_span id = none;
+        if (!salvage_ids(payload, NULL, &id))
+            id = none;
         zh_warn("client-req: malformed packet: %s", reason);
-        send_req_error(c, m, env, json, none, none, "bad-request");
+        send_req_error(c, m, env, json, id, none, "bad-request");
         zh_zmsg_free(m);
         return;
     }
