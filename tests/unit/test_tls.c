@@ -1044,7 +1044,7 @@ static void sniff_tells_tls_from_plain_http(void **state)
     const char *body = strstr(resp, "\r\n\r\n");
     assert_non_null(body);
     body += 4;
-    char want[32];
+    char want[48];
     snprintf(want, sizeof(want), "Content-Length: %zu\r\n", strlen(body));
     assert_non_null(strstr(resp, want));
     assert_non_null(strstr(body, "plain HTTP sent to an HTTPS port"));
