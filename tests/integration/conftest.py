@@ -6,6 +6,7 @@ import pathlib
 import socket
 
 import pytest
+import zmq
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -30,3 +31,11 @@ def rundir(tmp_path) -> pathlib.Path:
     d = tmp_path / "run"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def zctx():
+    """A ZeroMQ context for the test's own sockets, destroyed (linger 0) afterwards."""
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)

@@ -19,13 +19,6 @@ def hello_route(method, path, headers, body):
         b"hello from origin\n"
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def loopback_conf(rundir):
     """A config that lets the client role reach 127.0.0.1: the default policy denies loopback
     destinations, and these tests' origins all live there."""

@@ -15,13 +15,6 @@ from zhttpd import Zhttpd
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def client_daemon(rundir):
     base = f"ipc://{rundir}/zurl"
     d = Zhttpd(["--config", loopback_conf(rundir), "--workers", "2", "--zserver-stream", base,

@@ -9,13 +9,6 @@ import zmq
 from srvkit import HttpConn, ReqHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def test_req_get_roundtrip_and_keepalive_gets_fresh_ids(rundir, zctx):
     d, info = start(rundir, stream=False, req=True)
     h = ReqHandler(zctx, info["req_spec"])

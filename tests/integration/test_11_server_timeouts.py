@@ -9,13 +9,6 @@ import zmq
 from srvkit import HttpConn, StreamHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def test_slowloris_clients_are_closed_on_the_head_timeout_while_others_are_served(rundir, zctx):
     d, info = start(rundir, "--head-timeout", "1", workers=2)
     h = StreamHandler(zctx, info["base"])

@@ -9,13 +9,6 @@ import zmq
 from srvkit import HttpConn, StreamHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def test_no_handler_503_after_handler_wait_and_never_delivered_later(rundir, zctx):
     d, info = start(rundir, "--handler-wait", "0.5", workers=2)
     conns = [HttpConn(info["port"]) for _ in range(3)]

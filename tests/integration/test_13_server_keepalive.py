@@ -9,13 +9,6 @@ import zmq
 from srvkit import HttpConn, StreamHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def collect(h, seconds):
     out = []
     deadline = time.monotonic() + seconds

@@ -8,13 +8,6 @@ import zmq
 from srvkit import HttpConn, ReqHandler, StreamHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def serve_one(h, c, path):
     c.send(get(path))
     req = h.recv_request()

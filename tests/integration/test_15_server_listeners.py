@@ -16,13 +16,6 @@ from srvkit import HttpConn, StreamHandler, get, start
 from test_03_end_to_end import curl
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def answer_in_thread(h, n=1, body=b"hi\n", capture=None):
     def run():
         for _ in range(n):

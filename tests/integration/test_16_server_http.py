@@ -12,13 +12,6 @@ from srvkit import HttpConn, ReqHandler, StreamHandler, get, start
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def server(rundir, zctx):
     d, info = start(rundir, req=True)
     h = StreamHandler(zctx, info["base"])

@@ -10,13 +10,6 @@ from origin import Origin
 from srvkit import HttpConn, StreamHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def test_server_and_client_roles_in_one_process(rundir, zctx):
     def route(method, path, headers, body):
         return 200, [("Content-Type", "text/plain")], b"origin says " + body

@@ -11,13 +11,6 @@ import zmq
 from srvkit import HttpConn, StreamHandler, get, start
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def test_sigterm_drains_in_flight_closes_idle_then_cancels(rundir, zctx):
     d, info = start(rundir, "--shutdown-timeout", "2", workers=2)
     h = StreamHandler(zctx, info["base"])

@@ -29,13 +29,6 @@ ID_RE = re.compile(rb"[0-9]+-[0-9]+-[0-9a-f]+")
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def srv(rundir):
     s = start_server("zhttpd", rundir, workers=2)
     yield s

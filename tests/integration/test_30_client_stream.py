@@ -19,13 +19,6 @@ from zclient import Requester, Session, encode, start_daemon
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def daemon(rundir):
     d, base = start_daemon(rundir)
     yield d, base

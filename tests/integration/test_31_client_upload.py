@@ -17,13 +17,6 @@ BUF = 4096
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def daemon(rundir):
     d, base = start_daemon(rundir, f"buffer_size = {BUF}\n")
     yield d, base

@@ -11,13 +11,6 @@ from zclient import Requester, Session, start_daemon
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def daemon(rundir):
     d, base = start_daemon(rundir, workers=4)
     yield d, base

@@ -13,13 +13,6 @@ from test_03_end_to_end import req_roundtrip
 from zclient import Requester, Session, start_daemon
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def counting_origin(app):
     stats = app["stats"] = {"now": 0, "peak": 0, "paths": []}
 

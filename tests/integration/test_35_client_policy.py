@@ -14,13 +14,6 @@ from zclient import Requester, start_daemon
 from zhttpd import Zhttpd
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def policy_daemon(rundir, conf):
     """Like zclient.start_daemon, but with exactly conf as [General] (no defpolicy=allow)."""
     base = f"ipc://{rundir}/zc"

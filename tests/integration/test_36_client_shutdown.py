@@ -12,13 +12,6 @@ from test_03_end_to_end import req_roundtrip
 from zclient import Requester, Session, start_daemon
 
 
-@pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
 def stalled(conn, head, origin):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
     origin.release.wait(10)

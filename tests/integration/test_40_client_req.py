@@ -6,7 +6,7 @@ import json
 import pytest
 
 from origins import AppOrigin, HELLO, RawOrigin, http10_handler, pattern
-from zrequester import (ReqClient, binary, daemon, header_values, zctx,  # noqa: F401 (fixtures)
+from zrequester import (ReqClient, binary, daemon, header_values, # noqa: F401 (fixtures)
                         zhttpd_only, zurl_xfail)
 
 

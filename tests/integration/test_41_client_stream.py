@@ -12,7 +12,7 @@ from nginx_origin import NginxOrigin
 from origins import (AppOrigin, HELLO, RawOrigin, drip_handler, http10_handler, pattern,
                      silent_handler)
 from zrequester import (Requester, Session, binary, daemon, header_values,  # noqa: F401
-                        zctx, zhttpd_only)
+                        zhttpd_only)
 
 FIVE_MB = 5 * 1000 * 1000
 

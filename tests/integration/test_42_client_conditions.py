@@ -10,7 +10,7 @@ from conftest import free_port
 from dnsresponder import DNSResponder
 from origins import (AppOrigin, FullBacklog, HELLO, RawOrigin, garbage_handler, pattern)
 from zrequester import (ReqClient, Requester, Session, binary, daemon,  # noqa: F401
-                        zctx, zhttpd_only, zurl_xfail)
+                        zhttpd_only, zurl_xfail)
 
 
 @pytest.fixture(params=["req", "stream"])

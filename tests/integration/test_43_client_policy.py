@@ -11,7 +11,7 @@ import pytest
 from dnsresponder import DNSResponder, NXDOMAIN
 from origins import AppOrigin, HELLO, RawOrigin, garbage_handler
 from test_42_client_conditions import mode, one_shot  # noqa: F401 (fixture)
-from zrequester import (ReqClient, binary, daemon, zctx, zhttpd_only)  # noqa: F401
+from zrequester import (ReqClient, binary, daemon, zhttpd_only)  # noqa: F401
 
 ZURL_HAS_NO_DEFAULT_POLICY = ("Zurl's default policy allows everything; zhttpd denies internal "
                               "addresses unless a config sets defpolicy (issue 4 item 4)")

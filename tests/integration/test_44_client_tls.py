@@ -6,7 +6,7 @@ import pytest
 from dnsresponder import DNSResponder
 from test_42_client_conditions import mode, one_shot  # noqa: F401 (fixture)
 from tls_origin import TLS_HELLO, TlsOrigin, pki  # noqa: F401 (fixture)
-from zrequester import ReqClient, binary, daemon, zctx, zhttpd_only  # noqa: F401
+from zrequester import ReqClient, binary, daemon, zhttpd_only  # noqa: F401
 
 TLS_CA_FILE = "tls_ca_file is a zhttpd key; Zurl can only trust the system CA store"
 

@@ -9,7 +9,7 @@ import zmq
 
 from origins import AppOrigin, HELLO, RawOrigin, pattern
 from zrequester import (ReqClient, Requester, Session, binary, daemon, decode,  # noqa: F401
-                        header_values, zctx, zhttpd_only)
+                        header_values, zhttpd_only)
 
 
 def test_max_open_requests_is_backpressure_not_loss(daemon, zctx):

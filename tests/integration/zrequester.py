@@ -212,13 +212,6 @@ def binary(request):
 
 
 @pytest.fixture
-def zctx():
-    ctx = zmq.Context()
-    yield ctx
-    ctx.destroy(linger=0)
-
-
-@pytest.fixture
 def daemon(binary, rundir):
     """daemon(conf=["key=value", ...], args=[zhttpd flags], defpolicy="allow"|None, env={...})
     -> a started Daemon. defpolicy=None leaves the key out (zhttpd's default policy applies)."""
