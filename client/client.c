@@ -192,12 +192,18 @@ static void send_to(struct zh_client *c, struct zh_span to, bool router, struct 
         zh_zmsg_add(&m, payload.p, payload.n);
     } else {
         m = zh_zmsg_new(ZH_ZS_C_OUT, to.n + 1 + payload.n);
-        struct zh_buf f = {0};
-        zh_buf_reserve(&f, to.n + 1);
-        zh_buf_append(&f, to.p, to.n);
-        zh_buf_putc(&f, ' ');
-        zh_zmsg_add2(&m, f.data, f.len, payload.p, payload.n);
-        zh_buf_free(&f);
+        char pre[ZH_ZHTTP_MAX_ID_LEN + 1];
+        if (to.n < sizeof(pre)) {
+            memcpy(pre, to.p, to.n);
+            pre[to.n] = ' ';
+            zh_zmsg_add2(&m, pre, to.n + 1, payload.p, payload.n);
+        } else {
+            struct zh_buf f = {0};
+            zh_buf_append(&f, to.p, to.n);
+            zh_buf_putc(&f, ' ');
+            zh_zmsg_add2(&m, f.data, f.len, payload.p, payload.n);
+            zh_buf_free(&f);
+        }
     }
     zh_zport_send(c->port, m);
 }

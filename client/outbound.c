@@ -1,10 +1,15 @@
 #include "client/outbound.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+
+#define PEAK_WINDOW_MS 10000 /* a peak of transfers in flight sizes the cache for 10-20 s */
 
 /* One watcher per socket curl uses. */
 struct sockw {
@@ -12,6 +17,14 @@ struct sockw {
     struct zh_outbound *o;
     struct zh_io io;
     curl_socket_t fd;
+    uint32_t events; /* what curl last asked for (ZH_EV_*) */
+    bool parked;     /* curl let go of it (its connection is idle): see "parked watchers" */
+};
+
+/* What the engine knows of one fd number. */
+struct fdslot {
+    struct sockw *parked; /* the parked watcher of this fd, still registered with the loop */
+    bool conn;            /* a connection socket curl opened (zh_outbound_opened) and not closed */
 };
 
 /* What a running transfer reports back to. */
@@ -27,6 +40,11 @@ struct zh_outbound {
     struct zh_defer reap; /* frees dead watchers after the current dispatch */
     struct sockw *dead;
     unsigned running;
+    /* Most transfers running at once in this window and the one before: sizes the cache. */
+    unsigned peak, peak_cur, peak_prev;
+    uint64_t window_at; /* when this window began (loop ms) */
+    struct fdslot *fds; /* indexed by fd, grown on demand */
+    size_t n_fds;
 };
 
 static void check_multi_info(struct zh_outbound *o)
@@ -61,10 +79,73 @@ static void socket_action(struct zh_outbound *o, curl_socket_t fd, int ev)
     check_multi_info(o);
 }
 
+/* ---- parked watchers ----
+ *
+ * When a transfer ends, curl removes its connection's socket (CURL_POLL_REMOVE) and keeps the
+ * connection idle in its cache; the next transfer to that origin takes it again and asks for the
+ * same socket. Deleting the epoll registration and adding it back for every request costs two
+ * epoll_ctl calls per request, so an idle connection's watcher is *parked* instead: it stays
+ * registered for reading, curl no longer knows it, and the fd table remembers it. Then:
+ *   - curl asks for the socket again: the watcher is taken back, usually with no syscall;
+ *   - the socket becomes readable while parked (the origin closed it, or sent something unasked):
+ *     the watcher stops and goes; curl finds out on its own when it next looks at the connection;
+ *   - curl closes the socket (CURLOPT_CLOSESOCKETFUNCTION, set on every transfer and inherited by
+ *     its connections): the watcher stops before the fd is closed and goes.
+ * Only sockets that curl opened through the OPENSOCKETFUNCTION (zh_outbound_opened) are parked, so
+ * every parked fd is closed through that callback; a new socket with the number of a parked one
+ * would mean a close we did not see, and drops the stale watcher (defence in depth). */
+
+static struct fdslot *fd_slot(struct zh_outbound *o, curl_socket_t s, bool grow)
+{
+    if (s < 0)
+        return NULL;
+    size_t i = (size_t)s;
+    if (i >= o->n_fds) {
+        if (!grow)
+            return NULL;
+        size_t n = o->n_fds ? o->n_fds : 64;
+        while (n <= i)
+            n *= 2;
+        o->fds = zh_realloc(o->fds, n * sizeof(*o->fds));
+        memset(o->fds + o->n_fds, 0, (n - o->n_fds) * sizeof(*o->fds));
+        o->n_fds = n;
+    }
+    return &o->fds[i];
+}
+
+/* Stop w and free it after the current dispatch (an event for it may be in the same batch). */
+static void kill_watcher(struct zh_outbound *o, struct sockw *w)
+{
+    zh_io_stop(o->loop, &w->io);
+    w->parked = false;
+    w->next_dead = o->dead;
+    o->dead = w;
+    zh_loop_defer(o->loop, &o->reap);
+}
+
+/* The parked watcher of fd s, taken out of the table, or NULL. */
+static struct sockw *unpark(struct zh_outbound *o, curl_socket_t s)
+{
+    struct fdslot *slot = fd_slot(o, s, false);
+    struct sockw *w = slot ? slot->parked : NULL;
+    if (w) {
+        slot->parked = NULL;
+        w->parked = false;
+    }
+    return w;
+}
+
 static void io_cb(struct zh_io *io, uint32_t revents, void *data)
 {
     struct sockw *w = data;
     ZH_UNUSED(io);
+    if (w->parked) {
+        struct sockw *p = unpark(w->o, w->fd);
+        if (p != w)
+            zh_warn("curl socket %d: parked watcher out of step", (int)w->fd);
+        kill_watcher(w->o, w);
+        return;
+    }
     int ev = 0;
     if (revents & ZH_EV_READ)
         ev |= CURL_CSELECT_IN;
@@ -99,19 +180,26 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
     ZH_UNUSED(easy);
     if (what == CURL_POLL_REMOVE) {
         if (w) {
-            zh_io_stop(o->loop, &w->io);
             curl_multi_assign(o->multi, s, NULL);
-            w->next_dead = o->dead;
-            o->dead = w;
-            zh_loop_defer(o->loop, &o->reap);
+            struct fdslot *slot = fd_slot(o, s, false);
+            /* Park only a connection socket that waits for reading (an idle keep-alive one). */
+            if (slot && slot->conn && !slot->parked && w->events == ZH_EV_READ) {
+                w->parked = true;
+                slot->parked = w;
+            } else {
+                kill_watcher(o, w);
+            }
         }
         return 0;
     }
     if (!w) {
-        w = zh_calloc(1, sizeof(*w));
-        w->o = o;
-        w->fd = s;
-        zh_io_init(&w->io, s, io_cb, w);
+        w = unpark(o, s);
+        if (!w) {
+            w = zh_calloc(1, sizeof(*w));
+            w->o = o;
+            w->fd = s;
+            zh_io_init(&w->io, s, io_cb, w);
+        }
         curl_multi_assign(o->multi, s, w);
     }
     uint32_t ev = 0;
@@ -119,13 +207,45 @@ static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *soc
         ev |= ZH_EV_READ;
     if (what & CURL_POLL_OUT)
         ev |= ZH_EV_WRITE;
-    /* curl announces CURL_POLL_REMOVE before it closes a socket, so a watcher never outlives its
-     * fd; zh_io_set still falls back between ADD and MOD (EEXIST/ENOENT). EBADF means the fd is
-     * gone. */
+    /* curl announces CURL_POLL_REMOVE before it closes a socket, and a parked watcher goes in
+     * the close callback, so a watcher never outlives its fd; zh_io_set still falls back between
+     * ADD and MOD (EEXIST/ENOENT). A taken-back watcher already has READ: no syscall then. EBADF
+     * means the fd is gone. */
     int r = zh_io_set(o->loop, &w->io, ev);
+    w->events = r < 0 ? 0 : ev;
     if (r < 0 && r != -EBADF)
         zh_warn("curl socket %d: epoll: %s", (int)s, zh_strerror(r));
     return 0;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: curl closes one of its sockets (its connections keep this callback
+ * and the outbound as its data after the transfer that made them is gone). */
+static int closesocket_cb(void *clientp, curl_socket_t s)
+{
+    struct zh_outbound *o = clientp;
+    struct fdslot *slot = fd_slot(o, s, false);
+    if (slot) {
+        slot->conn = false;
+        struct sockw *w = unpark(o, s);
+        if (w)
+            kill_watcher(o, w); /* deregistered while the fd is still open */
+    }
+    return close(s) == 0 ? 0 : 1;
+}
+
+void zh_outbound_opened(struct zh_outbound *o, curl_socket_t s)
+{
+    struct fdslot *slot = fd_slot(o, s, true);
+    if (!slot)
+        return;
+    struct sockw *w = unpark(o, s);
+    if (w) {
+        /* The number is new again, so its last socket was closed without our callback: that
+         * registration is gone with it; forget the watcher. */
+        zh_warn("curl socket %d: reopened while its watcher was parked", (int)s);
+        kill_watcher(o, w);
+    }
+    slot->conn = true;
 }
 
 static int timerfn_cb(CURLM *multi, long timeout_ms, void *userp)
@@ -158,9 +278,16 @@ void zh_outbound_free(struct zh_outbound *o)
     if (!o)
         return;
     zh_loop_timer_stop(o->loop, &o->timer);
+    /* Closes the cached connections, through closesocket_cb: their parked watchers go too. */
     curl_multi_cleanup(o->multi);
+    for (size_t i = 0; i < o->n_fds; i++) {
+        struct sockw *w = unpark(o, (curl_socket_t)i);
+        if (w)
+            kill_watcher(o, w);
+    }
     zh_loop_defer_cancel(o->loop, &o->reap);
     reap_cb(&o->reap, o);
+    zh_free(o->fds);
     zh_free(o);
 }
 
@@ -170,6 +297,9 @@ int zh_outbound_add(struct zh_outbound *o, CURL *easy, zh_outbound_done_cb *done
     x->done = done;
     x->data = data;
     curl_easy_setopt(easy, CURLOPT_PRIVATE, (char *)x);
+    /* Every connection this transfer opens keeps these (see closesocket_cb). */
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+    curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, o);
     CURLMcode rc = curl_multi_add_handle(o->multi, easy);
     if (rc != CURLM_OK) {
         curl_easy_setopt(easy, CURLOPT_PRIVATE, NULL);
@@ -178,6 +308,24 @@ int zh_outbound_add(struct zh_outbound *o, CURL *easy, zh_outbound_done_cb *done
         return -EINVAL;
     }
     o->running++;
+    /* libcurl's default cache size is 4 x the easy handles on the multi handle *right now*, so
+     * each time the transfers in flight dip (a burst of them just ended) it closes kept-alive
+     * connections that the next burst then opens again. Keep the same 4x bound, but of the peak
+     * over the last one or two windows: the cache follows the load without shrinking between
+     * bursts. */
+    uint64_t now = zh_loop_now(o->loop);
+    if (now - o->window_at >= PEAK_WINDOW_MS) {
+        o->peak_prev = now - o->window_at >= 2 * PEAK_WINDOW_MS ? 0 : o->peak_cur;
+        o->peak_cur = 0;
+        o->window_at = now;
+    }
+    if (o->running > o->peak_cur)
+        o->peak_cur = o->running;
+    unsigned peak = o->peak_cur > o->peak_prev ? o->peak_cur : o->peak_prev;
+    if (peak != o->peak) {
+        o->peak = peak;
+        curl_multi_setopt(o->multi, CURLMOPT_MAXCONNECTS, (long)peak * 4);
+    }
     return 0;
 }
 

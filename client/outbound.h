@@ -24,11 +24,17 @@ struct zh_outbound *zh_outbound_new(struct zh_loop *loop);
 /* Free the multi handle. Transfers still running must have been removed first. */
 void zh_outbound_free(struct zh_outbound *o);
 
-/* Start a configured transfer; done is called once when it ends. Returns 0 or a negative code. */
+/* Start a configured transfer; done is called once when it ends. Returns 0 or a negative code.
+ * Sets the transfer's CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA. */
 int zh_outbound_add(struct zh_outbound *o, CURL *easy, zh_outbound_done_cb *done, void *data);
 
 /* Abort a running transfer (done is not called). Safe outside curl callbacks only. */
 void zh_outbound_remove(struct zh_outbound *o, CURL *easy);
+
+/* Tell the engine that curl opened socket s for a connection (call it from every
+ * CURLOPT_OPENSOCKETFUNCTION; the close is seen through the CURLOPT_CLOSESOCKETFUNCTION that
+ * zh_outbound_add() sets). Only such sockets are kept registered while their connection is idle. */
+void zh_outbound_opened(struct zh_outbound *o, curl_socket_t s);
 
 /* Number of running transfers. */
 unsigned zh_outbound_running(const struct zh_outbound *o);

@@ -14,7 +14,9 @@
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
 
-#define POOL_MAX         64 /* idle easy handles kept per worker */
+#define POOL_MAX         64         /* idle easy handles kept per worker */
+#define REQ_POOL_MAX     64         /* freed requests kept per worker, with their small buffers */
+#define REQ_BUF_KEEP     (4 * 1024) /* a pooled request keeps only buffers up to this size */
 #define SYSTEM_CA_PATH   "/etc/ssl/certs"
 #define COMPACT_MIN      (64 * 1024) /* move unread bytes down once this much was taken */
 #define MAX_REASON_BYTES 256
@@ -26,7 +28,9 @@ struct zh_request_ctx {
     struct zh_request_config cfg;
     CURL *pool[POOL_MAX];
     unsigned n_pool;
-    unsigned live; /* requests not yet freed */
+    unsigned live;                /* requests not yet freed */
+    struct zh_request *free_reqs; /* the request pool (linked by next_free) */
+    unsigned n_free_reqs;
 };
 
 /* The life of one exchange. Every change goes through set_state(), which logs "-> [%s]". */
@@ -45,6 +49,7 @@ static const char *const rstate_names[] = {
 };
 
 struct zh_request {
+    struct zh_request *next_free; /* in the context's pool */
     struct zh_request_ctx *ctx;
     CURL *easy;
     zh_request_cb *cb;
@@ -53,6 +58,9 @@ struct zh_request {
     struct zh_defer kick; /* resumes paused directions, starts the next hop, reports failures */
 
     char *url; /* the current hop */
+    /* The first hop's host and port (CURLU_DEFAULT_PORT), from the parse that checked the uri,
+     * so that hop is not parsed twice; curl-allocated, NULL once used. */
+    char *url_host, *url_port;
     char *method;
     bool is_head;
     bool follow;
@@ -371,7 +379,10 @@ static curl_socket_t opensocket_cb(void *data, curlsocktype purpose, struct curl
         }
     }
     r->sock_opened++;
-    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    curl_socket_t s = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (s != CURL_SOCKET_BAD)
+        zh_outbound_opened(r->ctx->out, s);
+    return s;
 }
 
 /* ---- conditions ---- */
@@ -511,12 +522,19 @@ static void start_hop(struct zh_request *r)
     r->sock_opened = 0;
     curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
 
-    char *host = NULL, *port = NULL;
-    CURLU *u = curl_url();
-    bool ok = curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
-              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-              curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK;
-    curl_url_cleanup(u);
+    char *host = r->url_host, *port = r->url_port;
+    bool ok = host && port;
+    r->url_host = r->url_port = NULL;
+    if (!ok) {
+        curl_free(host);
+        curl_free(port);
+        host = port = NULL;
+        CURLU *u = curl_url();
+        ok = curl_url_set(u, CURLUPART_URL, r->url, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+             curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+        curl_url_cleanup(u);
+    }
     if (!ok) {
         curl_free(host);
         curl_free(port);
@@ -786,6 +804,48 @@ static const char *build_headers(struct zh_request *r, const struct zh_zhttp_pac
     return NULL;
 }
 
+/* A zeroed request; one from the pool keeps the memory of its response buffers. */
+static struct zh_request *req_alloc(struct zh_request_ctx *ctx)
+{
+    struct zh_request *r = ctx->free_reqs;
+    if (!r)
+        return zh_calloc(1, sizeof(*r));
+    ctx->free_reqs = r->next_free;
+    ctx->n_free_reqs--;
+    struct zh_buf reason = r->reason, hdr_store = r->hdr_store, rbuf = r->rbuf;
+    memset(r, 0, sizeof(*r));
+    r->reason = reason;
+    r->hdr_store = hdr_store;
+    r->rbuf = rbuf;
+    return r;
+}
+
+static void keep_or_free(struct zh_buf *b)
+{
+    if (b->cap > REQ_BUF_KEEP)
+        zh_buf_free(b);
+    else
+        zh_buf_reset(b);
+}
+
+/* Free r's memory, or keep r (with small response buffers) for the next request. */
+static void req_release(struct zh_request_ctx *ctx, struct zh_request *r)
+{
+    if (ctx->n_free_reqs >= REQ_POOL_MAX) {
+        zh_buf_free(&r->reason);
+        zh_buf_free(&r->hdr_store);
+        zh_buf_free(&r->rbuf);
+        zh_free(r);
+        return;
+    }
+    keep_or_free(&r->reason);
+    keep_or_free(&r->hdr_store);
+    keep_or_free(&r->rbuf);
+    r->next_free = ctx->free_reqs;
+    ctx->free_reqs = r;
+    ctx->n_free_reqs++;
+}
+
 static CURL *easy_get(struct zh_request_ctx *ctx)
 {
     if (ctx->n_pool > 0)
@@ -865,22 +925,35 @@ static void configure(struct zh_request *r, const struct zh_zhttp_packet *pkt)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 }
 
-/* Check the uri as curl will use it; returns the normalised URL or NULL. */
-static char *check_url(const struct zh_zhttp_packet *pkt)
+/* Check the uri as curl will use it; returns the normalised URL or NULL, with its host and port
+ * (CURLU_DEFAULT_PORT) in *host_out and *port_out (curl-allocated, NULL when the URL is refused).
+ */
+static char *check_url(const struct zh_zhttp_packet *pkt, char **host_out, char **port_out)
 {
     char *in = zh_strndup((const char *)pkt->uri.p, pkt->uri.n);
     char *out = NULL;
     CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *full = NULL;
+    char *scheme = NULL, *host = NULL, *port = NULL, *full = NULL;
     if (curl_url_set(u, CURLUPART_URL, in, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
         (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host[0] &&
-        curl_url_get(u, CURLUPART_URL, &full, 0) == CURLUE_OK)
+        curl_url_get(u, CURLUPART_URL, &full, 0) == CURLUE_OK) {
         out = zh_strdup(full);
+        /* The port is optional here: start_hop parses again without it. */
+        if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+            port = NULL;
+    }
     curl_free(scheme);
-    curl_free(host);
     curl_free(full);
+    if (out && port) {
+        *host_out = host;
+        *port_out = port;
+    } else {
+        curl_free(host);
+        curl_free(port);
+        *host_out = *port_out = NULL;
+    }
     curl_url_cleanup(u);
     zh_free(in);
     return out;
@@ -913,17 +986,20 @@ struct zh_request *zh_request_new(struct zh_request_ctx *ctx, const struct zh_zh
         *cond = "bad-request";
         return NULL;
     }
-    char *url = check_url(pkt);
+    char *url_host, *url_port;
+    char *url = check_url(pkt, &url_host, &url_port);
     if (!url) {
         zh_info("request refused: '%s' is not an http(s) URL curl accepts", uri);
         *cond = "bad-request";
         return NULL;
     }
-    struct zh_request *r = zh_calloc(1, sizeof(*r));
+    struct zh_request *r = req_alloc(ctx);
     r->ctx = ctx;
     r->cb = cb;
     r->data = data;
     r->url = url;
+    r->url_host = url_host;
+    r->url_port = url_port;
     r->method = zh_strndup((const char *)pkt->method.p, pkt->method.n);
     r->is_head = strcmp(r->method, "HEAD") == 0;
     r->follow = pkt->follow_redirects;
@@ -992,14 +1068,13 @@ void zh_request_free(struct zh_request *r)
     zh_free(r->conn_host);
     zh_free(r->target);
     zh_free(r->url);
+    curl_free(r->url_host);
+    curl_free(r->url_port);
     zh_free(r->method);
     zh_buf_free(&r->post);
     zh_buf_free(&r->ubuf);
-    zh_buf_free(&r->reason);
-    zh_buf_free(&r->hdr_store);
-    zh_buf_free(&r->rbuf);
     ctx->live--;
-    zh_free(r);
+    req_release(ctx, r);
 }
 
 void zh_request_set_window(struct zh_request *r, uint64_t bytes)
@@ -1124,5 +1199,13 @@ void zh_request_ctx_free(struct zh_request_ctx *ctx)
         zh_warn("request context freed with %u request(s) alive", ctx->live);
     while (ctx->n_pool > 0)
         curl_easy_cleanup(ctx->pool[--ctx->n_pool]);
+    while (ctx->free_reqs) {
+        struct zh_request *r = ctx->free_reqs;
+        ctx->free_reqs = r->next_free;
+        zh_buf_free(&r->reason);
+        zh_buf_free(&r->hdr_store);
+        zh_buf_free(&r->rbuf);
+        zh_free(r);
+    }
     zh_free(ctx);
 }

@@ -37,6 +37,9 @@ struct dest {
 struct outchan {
     struct zh_chan *ch;
     struct zh_zmsg *held; /* popped but its destination queue is full */
+    /* The channel must be looked at: its fd was readable, or it was left non-empty (a full batch,
+     * or `held` just went out). Other channels are skipped without a syscall. */
+    bool ready;
 };
 
 /* A ROUTER peer that has taken a message from us. */
@@ -541,9 +544,10 @@ static void retry_parked(struct zh_zbridge *b)
 }
 
 /* Pop and place messages from every outbound channel; a channel whose next message can't be placed
- * keeps it in `held` and is skipped until its destination drains. Returns true when a channel was
- * left with messages after a full batch: its signal is already drained and a channel only signals
- * again on empty -> non-empty, so the caller must come back without waiting. */
+ * keeps it in `held` and is skipped until its destination drains. Only channels marked ready are
+ * read (their eventfd reset and popped): a channel signals only on empty -> non-empty, so one that
+ * was emptied and not signalled since has nothing to give. Returns true when a channel was left
+ * with messages after a full batch (it stays ready): the caller must come back without waiting. */
 static bool drain_outbound(struct zh_zbridge *b)
 {
     bool more = false;
@@ -556,7 +560,11 @@ static bool drain_outbound(struct zh_zbridge *b)
                 if (!place(b, oc->held))
                     continue;
                 oc->held = NULL;
+                oc->ready = true; /* not polled while it held a message */
             }
+            if (!oc->ready)
+                continue;
+            oc->ready = false;
             zh_chan_drain_signal(oc->ch);
             int k;
             for (k = 0; k < RECV_BATCH; k++) {
@@ -568,11 +576,20 @@ static bool drain_outbound(struct zh_zbridge *b)
                     break;
                 }
             }
-            if (k == RECV_BATCH)
+            if (k == RECV_BATCH) {
+                oc->ready = true;
                 more = true;
+            }
         }
     }
     return more;
+}
+
+static void mark_all_ready(struct zh_zbridge *b)
+{
+    for (unsigned w = 0; w < b->workers; w++)
+        for (int s = 0; s < ZH_ZS_COUNT; s++)
+            b->out[w][s].ready = b->out[w][s].ch != NULL;
 }
 
 /* ---- inbound ---- */
@@ -663,41 +680,54 @@ static void route(struct zh_zbridge *b, struct zh_zmsg *m)
 }
 
 /* Read one whole multipart message. Returns the message, or NULL on EAGAIN / after dropping an
- * oversized one (*again tells which). */
+ * oversized one (*again tells which). The frames are received first and then copied into one
+ * allocation of their total size: one malloc per message. */
 static struct zh_zmsg *recv_one(void *sock, enum zh_zsock s, bool *again)
 {
-    struct zh_zmsg *m = NULL;
-    bool too_many = false;
+    zmq_msg_t parts[ZH_ZMSG_MAX_FRAMES];
+    uint32_t n = 0;
+    uint64_t total = 0;
+    bool too_many = false, failed = false;
     *again = false;
     for (;;) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
+        zmq_msg_t extra;
+        zmq_msg_t *part = n < ZH_ZMSG_MAX_FRAMES ? &parts[n] : &extra;
+        bool first = n == 0;
+        zmq_msg_init(part);
         int r;
         do {
-            r = zmq_msg_recv(&part, sock, m ? 0 : ZMQ_DONTWAIT);
+            r = zmq_msg_recv(part, sock, first ? ZMQ_DONTWAIT : 0);
         } while (r < 0 && errno == EINTR);
         if (r < 0) {
-            zmq_msg_close(&part);
-            if (!m)
-                *again = true;
-            zh_zmsg_free(m);
-            return NULL;
+            zmq_msg_close(part);
+            *again = first;
+            failed = true;
+            break;
         }
-        if (!m)
-            m = zh_zmsg_new(s, (size_t)r + 64);
-        if (!too_many && zh_zmsg_add(&m, zmq_msg_data(&part), zmq_msg_size(&part)) < 0)
+        int more = zmq_msg_more(part);
+        if (part == &extra) {
             too_many = true;
-        int more = zmq_msg_more(&part);
-        zmq_msg_close(&part);
+            zmq_msg_close(part);
+        } else {
+            total += zmq_msg_size(part);
+            n++;
+        }
         if (!more)
             break;
     }
-    if (too_many) {
+    struct zh_zmsg *m = NULL;
+    if (!failed && !too_many && total <= UINT32_MAX) {
+        m = zh_zmsg_new(s, (size_t)total);
+        for (uint32_t i = 0; i < n; i++)
+            zh_zmsg_add(&m, zmq_msg_data(&parts[i]), zmq_msg_size(&parts[i]));
+    }
+    for (uint32_t i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+    if (too_many)
         zh_warn("%s: message with more than %d frames dropped", zh_zsock_name(s),
                 ZH_ZMSG_MAX_FRAMES);
-        zh_zmsg_free(m);
-        return NULL;
-    }
+    else if (!failed && !m)
+        zh_warn("%s: message of %llu bytes dropped", zh_zsock_name(s), (unsigned long long)total);
     return m;
 }
 
@@ -749,6 +779,7 @@ static void final_flush(struct zh_zbridge *b)
     uint64_t deadline = zh_time_ms() + b->linger_ms;
     for (;;) {
         retry_parked(b);
+        mark_all_ready(b);
         bool more = drain_outbound(b);
         if (!b->n_parked && !any_held(b) && !more)
             break;
@@ -766,6 +797,7 @@ static void *bridge_main(void *arg)
     zh_log_set_thread("bridge");
     enum { MAXITEMS = ZH_ZS_COUNT + ZH_ZBRIDGE_MAX_WORKERS * (ZH_ZS_COUNT + 1) + 1 };
     zmq_pollitem_t items[MAXITEMS];
+    struct outchan *item_oc[MAXITEMS]; /* the outbound channel each eventfd item belongs to */
     bool more_out = false;
     while (!atomic_load(&b->stopping)) {
         int n = 0;
@@ -788,14 +820,21 @@ static void *bridge_main(void *arg)
         }
         int sock_end = n;
         for (unsigned w = 0; w < b->workers; w++) {
-            for (int s = 0; s < ZH_ZS_COUNT; s++)
-                if (b->out[w][s].ch && !b->out[w][s].held)
+            for (int s = 0; s < ZH_ZS_COUNT; s++) {
+                struct outchan *oc = &b->out[w][s];
+                if (oc->ch && !oc->held) {
+                    item_oc[n] = oc;
                     items[n++] = (zmq_pollitem_t){
-                        .socket = NULL, .fd = zh_chan_fd(b->out[w][s].ch), .events = ZMQ_POLLIN};
-            if (b->in[w].count)
+                        .socket = NULL, .fd = zh_chan_fd(oc->ch), .events = ZMQ_POLLIN};
+                }
+            }
+            if (b->in[w].count) {
+                item_oc[n] = NULL;
                 items[n++] = (zmq_pollitem_t){
                     .socket = NULL, .fd = zh_chan_space_fd(b->in[w].ch), .events = ZMQ_POLLIN};
+            }
         }
+        item_oc[n] = NULL;
         items[n++] = (zmq_pollitem_t){.socket = NULL, .fd = b->ctl_fd, .events = ZMQ_POLLIN};
         long timeout = more_out ? 0 : (b->n_parked || any_held(b)) ? RETRY_MS : -1;
         int r = zmq_poll(items, n, timeout);
@@ -805,6 +844,9 @@ static void *bridge_main(void *arg)
             zh_error("zmq_poll: %s", zmq_strerror(errno));
             break;
         }
+        for (int i = sock_end; i < n; i++)
+            if (item_oc[i] && (items[i].revents & ZMQ_POLLIN))
+                item_oc[i]->ready = true;
         flush_inboxes(b);
         for (int i = sock_first; i < sock_end; i++) {
             if (!(items[i].revents & ZMQ_POLLIN))
