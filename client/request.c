@@ -6,6 +6,7 @@
 #include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -900,6 +901,22 @@ static void configure(struct zh_request *r, const struct zh_zhttp_packet *pkt)
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     } else if (r->verify_host) {
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (pkt->client_cert.p && pkt->client_cert.n > 0) {
+        /* TLS client authentication (connmgr/Pushpin fields, PEM). curl copies the blobs. Such a
+         * connection carries this requester's identity: it never serves another request. */
+        struct curl_blob cert = {(void *)(uintptr_t)pkt->client_cert.p, pkt->client_cert.n,
+                                 CURL_BLOB_COPY};
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cert);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+        if (pkt->client_key.p && pkt->client_key.n > 0) {
+            struct curl_blob key = {(void *)(uintptr_t)pkt->client_key.p, pkt->client_key.n,
+                                    CURL_BLOB_COPY};
+            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
+            curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+        }
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
     }
     if (r->verify_host || cfg->tls_ca_file) {
         curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);

@@ -65,7 +65,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        peer = self.connection.getpeercert() if hasattr(self.connection, "getpeercert") else None
         self.server.requests.append((self.command, self.path, dict(self.headers)))
+        self.server.peer_certs.append(peer)
         body = TLS_HELLO
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -80,6 +82,7 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, addr, handler, ctx):
         self.ctx = ctx
         self.requests = []
+        self.peer_certs = []
         self.handshakes = 0
         self.handshake_errors = []
         super().__init__(addr, handler)
@@ -107,10 +110,26 @@ class _Server(http.server.ThreadingHTTPServer):
                 pass
 
 
+def make_client_cert(pki: Pki, name="requester") -> tuple:
+    """A client certificate (clientAuth) for CN=name signed by the PKI's CA: (cert, key) paths."""
+    d = pki.dir
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
+    (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
+             cwd=d)
+    return d / f"{name}.crt", d / f"{name}.key"
+
+
 class TlsOrigin:
-    def __init__(self, cert, key, host="127.0.0.1"):
+    def __init__(self, cert, key, host="127.0.0.1", client_ca=None):
+        """client_ca: require a client certificate signed by this CA (TLS client auth)."""
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
+        if client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(str(client_ca))
         self.httpd = _Server((host, 0), _Handler, ctx)
         self.host = host
         self.port = self.httpd.server_address[1]
