@@ -339,14 +339,21 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
     return d;
 }
 
-static void park(struct zh_zbridge *b, struct dest *d, struct zh_zmsg *m)
+/* Append m to the singly linked FIFO (*head, *tail) that parked messages, inbox overflow and worker
+ * ports all use. */
+static void fifo_append(struct zh_zmsg **head, struct zh_zmsg **tail, struct zh_zmsg *m)
 {
     m->next = NULL;
-    if (d->tail)
-        d->tail->next = m;
+    if (*tail)
+        (*tail)->next = m;
     else
-        d->head = m;
-    d->tail = m;
+        *head = m;
+    *tail = m;
+}
+
+static void park(struct zh_zbridge *b, struct dest *d, struct zh_zmsg *m)
+{
+    fifo_append(&d->head, &d->tail, m);
     d->count++;
     b->n_parked++;
 }
@@ -618,12 +625,7 @@ static void deliver(struct zh_zbridge *b, unsigned w, struct zh_zmsg *m)
         return;
     if (q->count == 0)
         zh_chan_want_space(q->ch);
-    m->next = NULL;
-    if (q->tail)
-        q->tail->next = m;
-    else
-        q->head = m;
-    q->tail = m;
+    fifo_append(&q->head, &q->tail, m);
     q->count++;
 }
 
@@ -1007,12 +1009,7 @@ void zh_zport_send(struct zh_zport *p, struct zh_zmsg *m)
     m->worker = p->w;
     if (!q->head && zh_chan_push(ch, m) == 0)
         return;
-    m->next = NULL;
-    if (q->tail)
-        q->tail->next = m;
-    else
-        q->head = m;
-    q->tail = m;
+    fifo_append(&q->head, &q->tail, m);
     q->count++;
     zport_flush(q);
 }
