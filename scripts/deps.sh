@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# The one list of Debian 12 packages zhttpd needs to build, test, fuzz and benchmark.
+# The one list of Debian 12 packages zhttpd needs to build, test, fuzz, benchmark and package.
 # Run as root on a fresh machine: bash scripts/deps.sh
+#
+# It installs what is missing and nothing else: it never starts, stops or kills a service or a
+# process. Packages are installed under a policy-rc.d guard (scripts/policy-guard.sh), so the
+# services of zurl, condure and nginx are not started by their install; a policy-rc.d that was
+# already there is put back byte-identical afterwards, even when the install fails. The tests do
+# not need those services stopped: they start their own processes on free ports and private paths.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+here=$(dirname "$0")
 
 PACKAGES=(
     # build
@@ -12,10 +19,12 @@ PACKAGES=(
     libcmocka-dev gcovr clang libclang-rt-14-dev llvm clang-format
     # integration tests
     python3 python3-zmq python3-pytest python3-websockets python3-aiohttp curl openssl
-    # reference peers and benchmarks (their services are stopped below: tests start their own)
+    # reference peers and benchmarks (installed with their services kept from starting)
     zurl condure nginx-light wrk
+    # packages: .deb (debhelper provides dh-sequence-installsysusers), .rpm, their checks,
+    # the man page and systemd-analyze
+    debhelper dpkg-dev fakeroot lintian rpm rpmlint man-db systemd
 )
-SERVICES=(zurl condure nginx)
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "deps.sh: run as root (apt-get install)" >&2
@@ -26,23 +35,13 @@ missing=()
 for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -q
-    # policy-rc.d 101: packages must not start their services here (zurl, condure and nginx would
-    # hold the ports and ipc paths the tests use).
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-    chmod +x /usr/sbin/policy-rc.d
-    apt-get install -y -q --no-install-recommends "${missing[@]}" || { rm -f /usr/sbin/policy-rc.d; exit 1; }
-    rm -f /usr/sbin/policy-rc.d
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
 fi
 
-# Services that an earlier install may have started: stop them (quietly when absent).
-for svc in "${SERVICES[@]}"; do
-    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
-        systemctl stop "$svc" || true
-    fi
-    service "$svc" stop >/dev/null 2>&1 || true
-done
-for prog in zurl condure; do
-    pkill -x "$prog" 2>/dev/null || true
-done
+# shellcheck source=scripts/policy-guard.sh
+. "$here/policy-guard.sh"
+apt-get update -q
+policy_guard_on
+apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 "${missing[@]}"
+policy_guard_off
