@@ -91,6 +91,18 @@ void zh_conn__set_state(struct zh_conn *c, enum zh_conn_state st)
         zh_conn__arm_timer(c);
 }
 
+/* How long a connection may wait for a complete request head: the smaller of --head-timeout and
+ * the listener's client timeout (--stream-timeout / --req-timeout), as Condure closes an idle or
+ * trickling connection once its listener's timeout passes. */
+static uint32_t head_limit_ms(const struct zh_conn *c)
+{
+    const struct zh_server_config *cfg = &c->s->cfg;
+    uint32_t idle = c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms;
+    return idle < cfg->head_timeout_ms ? idle : cfg->head_timeout_ms;
+}
+
+static bool output_pending(const struct zh_conn *c);
+
 /* The earliest time something must happen in the current state. last_io_ms moves without
  * re-arming the timer: when it fires early, timer_cb computes this again and re-arms. */
 static uint64_t conn_deadline(const struct zh_conn *c)
@@ -100,8 +112,10 @@ static uint64_t conn_deadline(const struct zh_conn *c)
     uint64_t at = UINT64_MAX;
     switch (c->state) {
     case ZH_CONN_HEAD:
-        at = c->head_start_ms ? add_ms(c->head_start_ms, cfg->head_timeout_ms)
-                              : add_ms(c->last_io_ms, idle);
+        /* The wait for a head starts at accept or once the previous response is written; bytes
+         * of an incomplete head do not extend it. */
+        at = output_pending(c) ? add_ms(c->last_io_ms, idle)
+                               : add_ms(c->head_start_ms, head_limit_ms(c));
         break;
     case ZH_CONN_BODY:
         at = c->req_deadline_ms;
@@ -305,8 +319,13 @@ void zh_conn__flush(struct zh_conn *c)
         c->tail += t;
         c->tail_len -= t;
     }
-    if (wrote)
+    if (wrote) {
         c->last_io_ms = now_ms(c);
+        if (c->state == ZH_CONN_HEAD && !output_pending(c)) {
+            c->head_start_ms = c->last_io_ms; /* the previous response is out: the wait starts */
+            zh_conn__arm_timer(c);
+        }
+    }
     if (!c->tail_len && c->tail_msg) {
         zh_zmsg_free(c->tail_msg);
         c->tail_msg = NULL;
@@ -451,7 +470,7 @@ void zh_conn__response_done(struct zh_conn *c)
         return;
     }
     /* Keep-alive: the next request (maybe already buffered: pipelining) gets a fresh id. */
-    c->head_start_ms = c->in_len ? now_ms(c) : 0;
+    c->head_start_ms = now_ms(c);
     zh_conn__set_state(c, ZH_CONN_HEAD);
     zh_conn__flush(c);
     if (c->state == ZH_CONN_HEAD)
@@ -898,17 +917,17 @@ static void timer_cb(struct zh_timer *t, void *data)
     }
     switch (c->state) {
     case ZH_CONN_HEAD:
-        if (!c->head_start_ms) {
-            zh_debug("conn %u-%u: idle for %u ms, closed", c->s->worker, c->slot,
-                     c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
+        if (output_pending(c)) {
+            zh_info("conn %u-%u: client inactive for %u ms, closing", c->s->worker, c->slot,
+                    c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
             zh_conn_close(c, NULL);
         } else if (c->in_len == 0) {
             zh_info("conn %u-%u: no request within the head timeout (%u ms), closed", c->s->worker,
-                    c->slot, cfg->head_timeout_ms);
+                    c->slot, head_limit_ms(c));
             zh_conn_close(c, NULL);
         } else {
             zh_info("conn %u-%u: request head not complete within %u ms: 408", c->s->worker,
-                    c->slot, cfg->head_timeout_ms);
+                    c->slot, head_limit_ms(c));
             c->minor = 1;
             c->is_head = false;
             zh_conn__simple_response(c, 408, "request head timeout");
@@ -1037,13 +1056,8 @@ static void conn_read(struct zh_conn *c)
         c->in_len += (size_t)r;
         got = true;
     }
-    if (got) {
+    if (got)
         c->last_io_ms = now_ms(c);
-        if (c->state == ZH_CONN_HEAD && !c->head_start_ms) {
-            c->head_start_ms = c->last_io_ms;
-            zh_conn__arm_timer(c);
-        }
-    }
     if (c->in_eof &&
         (c->state == ZH_CONN_BODY || c->state == ZH_CONN_REQUEST || c->state == ZH_CONN_RESPONSE)) {
         /* As Condure: a client that closes (even half-closes) while its request is in flight is

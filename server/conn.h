@@ -57,8 +57,9 @@ struct zh_conn {
     int peer_port;
 
     /* deadlines */
-    uint64_t head_start_ms;   /* the head timeout counts from here; 0 = idle between requests */
-    uint64_t last_io_ms;      /* last byte read from or written to the client */
+    uint64_t
+        head_start_ms;   /* the wait for a head counts from here (accept, previous response out) */
+    uint64_t last_io_ms; /* last byte read from or written to the client */
     uint64_t req_deadline_ms; /* req mode: the handler must have answered by then */
     uint64_t closing_ms;      /* when closing began (the linger time counts from it) */
     unsigned served;          /* requests started on this connection */
