@@ -196,8 +196,9 @@ static const struct opt opts[] = {
      0, 1, SEC_LIMIT, "1800", "SECONDS", "Client timeout in stream mode", NULL},
     {"head-timeout", "head_timeout", SEC_SERVER, T_SEC, G_SERVER, OFF(server.head_timeout_ms), 0,
      1, SEC_LIMIT, "30", "SECONDS",
-     "Close a client that has not sent a whole request head this long after connecting or "
-     "starting the head (slowloris)", NULL},
+     "Close a client that has not sent a whole request head this long after connecting or after "
+     "its previous response (slowloris); a smaller --stream-timeout/--req-timeout wins",
+     NULL},
     {"ipc-file-mode", NULL, 0, T_OCTAL, G_SERVER, OFF(server.ipc_file_mode),
      OFF(client.ipc_file_mode), 0, 0, NULL, "OCTAL",
      "Permissions for ZeroMQ IPC binds (both roles; config: ipc_file_mode per section)", NULL},
