@@ -65,6 +65,7 @@ struct zh_request {
     char *method;
     bool is_head;
     bool follow;
+    bool have_ctype; /* the handler sent a Content-Type */
     unsigned hops;
     struct curl_slist *headers;
     struct curl_slist *connect_to;
@@ -603,6 +604,71 @@ static char *redirect_target(const struct zh_request *r)
     return out;
 }
 
+/* scheme, host and port (the scheme's default when absent) of url; curl-allocated. */
+static bool url_origin(const char *url, char **scheme, char **host, char **port)
+{
+    CURLU *u = curl_url();
+    *scheme = *host = *port = NULL;
+    bool ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, host, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_PORT, port, CURLU_DEFAULT_PORT) == CURLUE_OK;
+    curl_url_cleanup(u);
+    return ok;
+}
+
+/* Both URLs have the same scheme, host and port (anything unparsable counts as another origin). */
+static bool same_origin(const char *a, const char *b)
+{
+    char *sa, *ha, *pa, *sb, *hb, *pb;
+    bool same = url_origin(a, &sa, &ha, &pa) && url_origin(b, &sb, &hb, &pb) &&
+                strcasecmp(sa, sb) == 0 && strcasecmp(ha, hb) == 0 && strcmp(pa, pb) == 0;
+    curl_free(sa);
+    curl_free(ha);
+    curl_free(pa);
+    curl_free(sb);
+    curl_free(hb);
+    curl_free(pb);
+    return same;
+}
+
+/* An entry of the curl header list ("Name: v", "Name;" or "Name:") is for header name. */
+static bool entry_is(const char *entry, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(entry, name, n) == 0 && (entry[n] == ':' || entry[n] == ';');
+}
+
+/* Remove every header named in names (NULL-terminated) from the list curl sends. Returns how many
+ * handler headers went (removal entries such as "Content-Type:" are not counted). */
+static unsigned drop_headers(struct zh_request *r, const char *const *names)
+{
+    struct curl_slist *kept = NULL;
+    unsigned dropped = 0;
+    for (struct curl_slist *h = r->headers; h; h = h->next) {
+        bool drop = false;
+        for (const char *const *n = names; *n && !drop; n++)
+            drop = entry_is(h->data, *n);
+        if (!drop)
+            kept = curl_slist_append(kept, h->data);
+        else if (h->data[strlen(h->data) - 1] != ':')
+            dropped++;
+    }
+    curl_slist_free_all(r->headers);
+    r->headers = kept;
+    curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+    return dropped;
+}
+
+/* Credentials never follow a redirect to another origin (scheme, host or port): what curl's own
+ * redirect code does since CVE-2018-1000007 and CVE-2022-27776. */
+static const char *const credential_headers[] = {"Authorization", "Cookie", "Proxy-Authorization",
+                                                 NULL};
+/* A redirect that turns the request into a GET drops its body and the headers describing it
+ * (the fetch standard's request-body-header names). */
+static const char *const body_headers[] = {"Content-Type", "Content-Encoding", "Content-Language",
+                                           "Content-Location", NULL};
+
 static void next_hop(struct zh_request *r)
 {
     char *target = redirect_target(r);
@@ -620,12 +686,19 @@ static void next_hop(struct zh_request *r)
         curl_easy_setopt(r->easy, CURLOPT_HTTPGET, 1L);
         curl_easy_setopt(r->easy, CURLOPT_CUSTOMREQUEST, NULL);
         r->has_post = false;
+        drop_headers(r, body_headers);
         if (r->stream_upload) {
             /* The rest of a streamed body is accepted (and credited back) but goes nowhere. */
             r->upload_dropped = true;
             zh_buf_reset(&r->ubuf);
             r->uoff = 0;
         }
+    }
+    if (!same_origin(r->url, target)) {
+        unsigned n = drop_headers(r, credential_headers);
+        if (n)
+            zh_info("request %s %s: %u credential header(s) not sent to another origin (%s)",
+                    r->method, r->url, n, target);
     }
     zh_free(r->url);
     r->url = target;
@@ -721,6 +794,14 @@ static bool is_token(struct zh_span s)
     return true;
 }
 
+static bool is_blank(struct zh_span s)
+{
+    for (size_t i = 0; i < s.n; i++)
+        if (s.p[i] != ' ' && s.p[i] != '\t')
+            return false;
+    return true;
+}
+
 /* connect-host / connect-port as one CURLOPT_CONNECT_TO entry that applies to every hop. */
 static const char *build_connect_to(struct zh_request *r, const struct zh_zhttp_packet *pkt)
 {
@@ -788,10 +869,15 @@ static const char *build_headers(struct zh_request *r, const struct zh_zhttp_pac
             continue;
         if (header_is(n, "Accept"))
             have_accept = true;
+        if (header_is(n, "Content-Type"))
+            r->have_ctype = true;
         zh_buf_reset(&line);
         zh_buf_append(&line, n.p, n.n);
-        if (v.n == 0) {
-            zh_buf_putc(&line, ';'); /* libcurl's way to send an empty header */
+        if (is_blank(v)) {
+            /* libcurl reads `Name:` with nothing but whitespace after it as "remove this header";
+             * `Name;` is its syntax for an empty one. Whitespace around a value is not part of it
+             * (RFC 9110 §5.5), so a blank value goes out empty. */
+            zh_buf_putc(&line, ';');
         } else {
             zh_buf_puts(&line, ": ");
             zh_buf_append(&line, v.p, v.n);
@@ -799,9 +885,13 @@ static const char *build_headers(struct zh_request *r, const struct zh_zhttp_pac
         r->headers = curl_slist_append(r->headers, zh_buf_cstr(&line));
     }
     zh_buf_free(&line);
+    /* No default we did not ask for: curl's Accept, its Expect: 100-continue, and the
+     * application/x-www-form-urlencoded it gives every POSTFIELDS or POST body. */
     if (!have_accept)
-        r->headers = curl_slist_append(r->headers, "Accept:"); /* no default we did not ask for */
+        r->headers = curl_slist_append(r->headers, "Accept:");
     r->headers = curl_slist_append(r->headers, "Expect:");
+    if (!r->have_ctype)
+        r->headers = curl_slist_append(r->headers, "Content-Type:");
     return NULL;
 }
 
@@ -942,6 +1032,11 @@ static void configure(struct zh_request *r, const struct zh_zhttp_packet *pkt)
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 }
 
+static bool body_method(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0;
+}
+
 /* Check the uri as curl will use it; returns the normalised URL or NULL, with its host and port
  * (CURLU_DEFAULT_PORT) in *host_out and *port_out (curl-allocated, NULL when the URL is refused).
  */
@@ -1003,6 +1098,12 @@ struct zh_request *zh_request_new(struct zh_request_ctx *ctx, const struct zh_zh
         *cond = "bad-request";
         return NULL;
     }
+    if (pkt->method.n == 7 && strncasecmp((const char *)pkt->method.p, "CONNECT", 7) == 0) {
+        /* A tunnel through the origin (or a proxy) is not an HTTP exchange we can report on. */
+        zh_info("request refused: CONNECT %s: tunnels are not made for handlers", uri);
+        *cond = "bad-request";
+        return NULL;
+    }
     char *url_host, *url_port;
     char *url = check_url(pkt, &url_host, &url_port);
     if (!url) {
@@ -1052,7 +1153,10 @@ struct zh_request *zh_request_new(struct zh_request_ctx *ctx, const struct zh_zh
             zh_request_free(r);
             return NULL;
         }
-    } else if (pkt->body.n > 0 || (!r->is_head && strcmp(r->method, "GET") != 0)) {
+    } else if (pkt->body.n > 0 || r->upload_len >= 0 || body_method(r->method)) {
+        /* Framed (Content-Length, possibly 0) when there is a body, when the handler gave a
+         * Content-Length, or when the method defines a body (RFC 9110 §8.6); DELETE, OPTIONS and
+         * the rest go out without one. */
         r->has_post = true;
         zh_buf_append(&r->post, pkt->body.p, pkt->body.n);
     }
