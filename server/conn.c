@@ -385,12 +385,54 @@ static bool header_is(struct zh_span n, const char *name)
     return n.n == len && strncasecmp((const char *)n.p, name, len) == 0;
 }
 
-int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool more)
+/* Is name one of the comma-separated tokens of a Connection header value? */
+static bool connection_names(struct zh_span v, struct zh_span name)
 {
-    struct zh_http1_header hdrs[ZH_ZHTTP_MAX_HEADERS];
+    size_t i = 0;
+    while (i < v.n) {
+        while (i < v.n && (v.p[i] == ' ' || v.p[i] == '\t' || v.p[i] == ','))
+            i++;
+        size_t b = i;
+        while (i < v.n && v.p[i] != ',')
+            i++;
+        size_t e = i;
+        while (e > b && (v.p[e - 1] == ' ' || v.p[e - 1] == '\t'))
+            e--;
+        if (e - b == name.n && name.n &&
+            strncasecmp((const char *)v.p + b, (const char *)name.p, name.n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Hop-by-hop headers (RFC 9110 section 7.6.1) are about the handler's own hop, never the client's:
+ * the fixed list plus every header the handler's Connection header names. Framing is ours. */
+static bool hop_by_hop(const struct zh_zhttp_packet *p, struct zh_span n)
+{
+    static const char *const fixed[] = {"Connection", "Keep-Alive",       "Upgrade",          "TE",
+                                        "Trailer",    "Proxy-Connection", "Transfer-Encoding"};
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (header_is(n, fixed[i]))
+            return true;
+    for (size_t i = 0; i < p->n_headers; i++)
+        if (header_is(p->headers[i].name, "Connection") && connection_names(p->headers[i].value, n))
+            return true;
+    return false;
+}
+
+int zh_conn__status(const struct zh_zhttp_packet *p)
+{
+    if (!(p->has & ZH_ZF_CODE))
+        return 200;
+    return p->code >= 100 && p->code <= 599 ? (int)p->code : -1;
+}
+
+/* The handler's headers for the client: hop-by-hop ones and Content-Length left out (the length,
+ * when valid, goes to *len). Returns the number kept. */
+static size_t client_headers(const struct zh_zhttp_packet *p, struct zh_http1_header *hdrs,
+                             bool *have_len, uint64_t *len)
+{
     size_t nh = 0;
-    bool have_len = false;
-    uint64_t len = 0;
     for (size_t i = 0; i < p->n_headers; i++) {
         struct zh_span n = p->headers[i].name, v = p->headers[i].value;
         if (header_is(n, "Content-Length")) {
@@ -402,24 +444,87 @@ int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, b
                 errno = 0;
                 unsigned long long x = strtoull(tmp, &end, 10);
                 if (*end == '\0' && errno == 0) {
-                    have_len = true;
-                    len = x;
+                    *have_len = true;
+                    *len = x;
                 }
             }
             continue;
         }
-        /* Hop-by-hop framing is ours to decide (Condure drops these too). */
-        if (header_is(n, "Connection") || header_is(n, "Transfer-Encoding"))
+        if (hop_by_hop(p, n))
             continue;
         hdrs[nh].name = (struct zh_http1_span){(const char *)n.p, n.n};
         hdrs[nh].value = (struct zh_http1_span){(const char *)v.p, v.n};
         nh++;
     }
+    return nh;
+}
+
+int zh_conn__interim(struct zh_conn *c, const struct zh_zhttp_packet *p, int code)
+{
+    const char *refuse = NULL;
+    if (c->req_mode)
+        refuse = "a 1xx has no meaning in req mode";
+    else if (code == 101)
+        refuse = "101 without an upgrade request";
+    else if (code != 100 && code != 103)
+        refuse = "only 100 and 103 are forwarded";
+    else if (p->body.n > 0)
+        refuse = "a 1xx has no body";
+    if (refuse) {
+        zh_info("session %.*s: handler sent %d: %s: 502", (int)c->id_len, c->id, code, refuse);
+        return -1;
+    }
+    /* RFC 9110 section 15.2: never to an HTTP/1.0 client; a 100 only to a client that asked for it
+     * and has not had one (zhttpd sends it itself once the handler grants credits). */
+    const char *drop = NULL;
+    if (c->minor < 1)
+        drop = "an HTTP/1.0 client";
+    else if (code == 100 && !c->expect_continue)
+        drop = "a client not waiting for 100 Continue";
+    if (drop) {
+        zh_info("session %.*s: handler sent %d, not forwarded to %s", (int)c->id_len, c->id, code,
+                drop);
+        return 0;
+    }
+    struct zh_http1_header hdrs[ZH_ZHTTP_MAX_HEADERS];
+    bool have_len = false;
+    uint64_t len = 0;
+    struct zh_http1_resp r = {
+        .minor_version = c->minor,
+        .status = code,
+        .headers = hdrs,
+        .num_headers = client_headers(p, hdrs, &have_len, &len),
+        .body = ZH_HTTP1_BODY_NONE,
+        .conn = ZH_HTTP1_CONN_KEEP_ALIVE,
+    };
+    if (p->reason.p)
+        r.reason = (struct zh_http1_span){(const char *)p->reason.p, p->reason.n};
+    struct zh_buf b = {0};
+    if (zh_http1_write_response_head(&b, &r) < 0) {
+        zh_buf_free(&b);
+        zh_info("session %.*s: handler sent an invalid %d head: 502", (int)c->id_len, c->id, code);
+        return -1;
+    }
+    if (code == 100)
+        c->expect_continue = false;
+    zh_conn__queue(c, b.data, b.len);
+    zh_buf_free(&b);
+    return 0;
+}
+
+int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool more)
+{
+    struct zh_http1_header hdrs[ZH_ZHTTP_MAX_HEADERS];
+    bool have_len = false;
+    uint64_t len = 0;
+    size_t nh = client_headers(p, hdrs, &have_len, &len);
+    int code = zh_conn__status(p);
+    if (code < 200)
+        return -1; /* out of range, or a 1xx: the callers deal with interim responses first */
     /* A response that starts before the request body was read in full ends the connection: the
      * rest of the body cannot be told from a next request. Say so in this head. */
     if (!c->body_done)
         c->keep_alive = false;
-    int code = (p->has & ZH_ZF_CODE) ? (int)p->code : 200;
     struct zh_http1_resp r = {
         .minor_version = c->minor,
         .status = code,
@@ -429,7 +534,7 @@ int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, b
     };
     if (p->reason.p)
         r.reason = (struct zh_http1_span){(const char *)p->reason.p, p->reason.n};
-    bool no_body = (code >= 100 && code < 200) || code == 204 || code == 304;
+    bool no_body = code == 204 || code == 304;
     if (no_body) {
         r.body = ZH_HTTP1_BODY_NONE;
     } else if (!more) {
@@ -858,6 +963,25 @@ void zh_conn_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
         c->granted -= (int64_t)p->body.n;
         bool more = (p->has & ZH_ZF_MORE) && p->more;
         if (c->state == ZH_CONN_REQUEST) {
+            int code = zh_conn__status(p);
+            if (code < 0) {
+                zh_info("session %.*s: handler sent status %lld, outside 100-599: 502",
+                        (int)c->id_len, c->id, (long long)p->code);
+                zh_conn__cancel(c);
+                zh_conn__simple_response(c, 502, "invalid response from handler");
+                return;
+            }
+            if (code < 200) {
+                /* An interim response: the exchange goes on until the final one. */
+                if (zh_conn__interim(c, p, code) < 0) {
+                    zh_conn__cancel(c);
+                    zh_conn__simple_response(c, 502, "invalid response from handler");
+                    return;
+                }
+                pump_body(c);
+                zh_conn__flush(c);
+                return;
+            }
             /* Answered before the body was asked for: no 100 Continue (the body is not read). */
             c->expect_continue = false;
             if (zh_conn__response_head(c, p, more) < 0) {

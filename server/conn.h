@@ -186,10 +186,21 @@ void zh_conn__request_fields(struct zh_conn *c, struct zh_zhttp_packet *p,
                              const struct zh_http1_header *hdrs, size_t nh,
                              const struct zh_http1_framing *f, struct zh_buf *uri);
 
-/* Queue the response head for handler packet p (its code, reason and headers, minus Connection,
- * Transfer-Encoding and Content-Length, which we decide) and choose the body framing. more says
- * whether body packets follow. Returns 0, or -1 for a head we cannot write (the caller answers
- * 502). */
+/* The status of a handler's response head: its code (200 when absent) if within 100-599, else -1.
+ */
+int zh_conn__status(const struct zh_zhttp_packet *p);
+
+/* A handler's 1xx before the final response: 100 and 103 go to an HTTP/1.1 client as interim
+ * responses (100 only while the client waits for its 100 Continue) or are dropped with a log line;
+ * 101 (no upgrade reaches a handler), 102, other 1xx, a 1xx with a body, and any 1xx in req mode
+ * are refused with a log line. Returns 0 when the exchange goes on, -1 when the caller answers 502.
+ */
+int zh_conn__interim(struct zh_conn *c, const struct zh_zhttp_packet *p, int code);
+
+/* Queue the final response head for handler packet p (its code, reason and headers, minus
+ * hop-by-hop ones and Content-Length, which we decide) and choose the body framing. more says
+ * whether body packets follow. Returns 0, or -1 for a head we cannot write, a status outside
+ * 200-599 included (the caller answers 502). */
 int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool more);
 
 /* The response has been handed over in full: end the session, then close or wait for the next

@@ -159,6 +159,17 @@ void zh_conn__req_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, 
         zh_conn__simple_response(c, 502, "invalid response from handler");
         return;
     }
+    int code = zh_conn__status(p);
+    if (code < 200) {
+        if (code < 0)
+            zh_info("session %.*s: handler sent status %lld, outside 100-599: 502", (int)c->id_len,
+                    c->id, (long long)p->code);
+        else
+            zh_conn__interim(c, p, code); /* refuses (and logs) any 1xx in req mode */
+        zh_conn__session_end(c);
+        zh_conn__simple_response(c, 502, "invalid response from handler");
+        return;
+    }
     if (zh_conn__response_head(c, p, false) < 0) {
         zh_info("session %.*s: handler sent an invalid response head: 502", (int)c->id_len, c->id);
         zh_conn__session_end(c);
