@@ -100,8 +100,11 @@ struct zh_request {
     struct zh_buf hdr_store; /* "name\0value\0" pairs of the current head */
     size_t n_hdr;
     bool hdr_truncated;
-    bool head_done;   /* the final head is complete */
-    bool redirecting; /* this hop's head is a redirect we follow: its body is discarded */
+    bool resp_te;         /* this head has Transfer-Encoding: its Content-Length is dropped */
+    int64_t resp_clen;    /* this head's Content-Length, -1 when none */
+    const char *bad_head; /* why this head is refused (RFC 9112 §5.1, §6.3; RFC 9110 §5.5) */
+    bool head_done;       /* the final head is complete */
+    bool redirecting;     /* this hop's head is a redirect we follow: its body is discarded */
     struct zh_buf rbuf;
     size_t roff;
     uint64_t window;
@@ -182,6 +185,53 @@ static int64_t parse_length(struct zh_span v)
     return n;
 }
 
+/* A Content-Length field value, possibly a list of the same length ("5, 5", RFC 9110 §8.6).
+ * Returns the length, -1 when a member is invalid, -2 when the members differ. */
+static int64_t parse_length_list(struct zh_span v)
+{
+    int64_t n = -1;
+    size_t i = 0;
+    while (i <= v.n) {
+        size_t j = i;
+        while (j < v.n && v.p[j] != ',')
+            j++;
+        size_t a = i, b = j;
+        while (a < b && (v.p[a] == ' ' || v.p[a] == '\t'))
+            a++;
+        while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t'))
+            b--;
+        int64_t one = parse_length((struct zh_span){v.p + a, b - a});
+        if (one < 0)
+            return -1;
+        if (n >= 0 && one != n)
+            return -2;
+        n = one;
+        i = j + 1;
+    }
+    return n;
+}
+
+/* Remove every stored response header called name. */
+static void drop_stored(struct zh_request *r, const char *name)
+{
+    uint8_t *h = r->hdr_store.data, *w = h;
+    size_t nlen = strlen(name), kept = 0;
+    for (size_t i = 0; i < r->n_hdr; i++) {
+        size_t nl = strlen((const char *)h);
+        size_t sz = nl + strlen((const char *)h + nl + 1) + 2;
+        if (!(nl == nlen && strncasecmp((const char *)h, name, nl) == 0)) {
+            memmove(w, h, sz);
+            w += sz;
+            kept++;
+        }
+        h += sz;
+    }
+    r->hdr_store.len = (size_t)(w - r->hdr_store.data);
+    r->n_hdr = kept;
+}
+
+static bool is_token(struct zh_span s);
+
 static void status_line(struct zh_request *r, const char *p, size_t l)
 {
     /* A new status line: an interim (1xx) block or an earlier hop before it is forgotten. */
@@ -191,6 +241,9 @@ static void status_line(struct zh_request *r, const char *p, size_t l)
     zh_buf_reset(&r->reason);
     zh_buf_reset(&r->hdr_store);
     r->n_hdr = 0;
+    r->resp_te = false;
+    r->resp_clen = -1;
+    r->bad_head = NULL;
     if (!q)
         return;
     q++;
@@ -209,6 +262,19 @@ static bool head_end(struct zh_request *r)
 {
     if (r->code >= 100 && r->code < 200)
         return true; /* interim; the real head follows */
+    if (r->bad_head) {
+        /* As nginx answers 502 for such an upstream: nothing of this head reaches the requester. */
+        zh_warn("request %s %s: the origin's response head is refused: %s", r->method, r->url,
+                r->bad_head);
+        r->fail_cond = "undefined-condition";
+        return false;
+    }
+    if (r->resp_te && r->resp_clen >= 0) {
+        /* Transfer-Encoding overrides Content-Length (RFC 9112 §6.3): curl de-chunks, and the
+         * requester must not see a length the body does not have. */
+        drop_stored(r, "Content-Length");
+        r->resp_clen = -1;
+    }
     if (r->follow && is_redirect(r->code) && find_header(r, "Location").p) {
         /* A streamed body is gone once sent: only a hop that drops the body can follow. */
         bool replayable = !r->stream_upload || redirect_to_get(r);
@@ -228,7 +294,7 @@ static bool head_end(struct zh_request *r)
                 r->url, ZH_ZHTTP_MAX_HEADERS);
     /* A body announced larger than the limit fails now, before the head is delivered. */
     bool bodiless = r->is_head || r->code == 204 || r->code == 304;
-    int64_t clen = bodiless ? -1 : parse_length(find_header(r, "Content-Length"));
+    int64_t clen = bodiless ? -1 : r->resp_clen;
     if (clen >= 0 && (uint64_t)clen > r->max_size) {
         r->fail_cond = "max-size-exceeded";
         return false;
@@ -260,6 +326,8 @@ static size_t header_cb(char *p, size_t size, size_t n, void *data)
         size_t s = 0;
         while (s < l && (p[s] == ' ' || p[s] == '\t'))
             s++;
+        if (memchr(p + s, '\r', l - s) || memchr(p + s, 0, l - s))
+            r->bad_head = "CR or NUL inside a header value";
         r->hdr_store.len--; /* drop the value's NUL */
         zh_buf_putc(&r->hdr_store, ' ');
         zh_buf_append(&r->hdr_store, p + s, l - s);
@@ -267,8 +335,17 @@ static size_t header_cb(char *p, size_t size, size_t n, void *data)
         return len;
     }
     const char *colon = memchr(p, ':', l);
-    if (!colon || colon == p || memchr(p, 0, l))
+    if (!colon)
         return len;
+    if (!is_token((struct zh_span){(const uint8_t *)p, (size_t)(colon - p)})) {
+        /* Whitespace before the colon, or a name that is not a token: refused (RFC 9112 §5.1). */
+        r->bad_head = "invalid header name (whitespace before the colon?)";
+        return len;
+    }
+    if (memchr(colon, '\r', (size_t)(p + l - colon)) || memchr(colon, 0, (size_t)(p + l - colon))) {
+        r->bad_head = "CR or NUL inside a header value"; /* RFC 9110 §5.5 */
+        return len;
+    }
     if (r->n_hdr >= ZH_ZHTTP_MAX_HEADERS) {
         r->hdr_truncated = true;
         return len;
@@ -280,6 +357,24 @@ static size_t header_cb(char *p, size_t size, size_t n, void *data)
         v++;
     while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
+    if (nl == 14 && strncasecmp(p, "Content-Length", 14) == 0) {
+        int64_t cl = parse_length_list((struct zh_span){(const uint8_t *)v, (size_t)(end - v)});
+        if (cl < 0 || (r->resp_clen >= 0 && cl != r->resp_clen)) {
+            r->bad_head = cl == -1 ? "invalid Content-Length" : "differing Content-Lengths";
+            return len;
+        }
+        if (r->resp_clen >= 0)
+            return len; /* the same length again: one is enough */
+        r->resp_clen = cl;
+        zh_buf_append(&r->hdr_store, p, nl);
+        zh_buf_putc(&r->hdr_store, 0);
+        zh_buf_printf(&r->hdr_store, "%lld", (long long)cl);
+        zh_buf_putc(&r->hdr_store, 0);
+        r->n_hdr++;
+        return len;
+    }
+    if (nl == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0)
+        r->resp_te = true;
     /* Hop-by-hop framing is libcurl's business: the body we deliver is already de-chunked. */
     if ((nl == 17 && strncasecmp(p, "Transfer-Encoding", 17) == 0) ||
         (nl == 10 && strncasecmp(p, "Connection", 10) == 0) ||
