@@ -11,6 +11,8 @@ the machine's resolver. Python standard library only.
 An answer spec is one of:
   * "1.2.3.4" or "2001:db8::1"      one A or AAAA record (TTL = the responder's default)
   * {"A": [...], "AAAA": [...], "ttl": 30}   records of both types (a missing type: no data)
+  * {"CNAME": "other.test"}         a CNAME to another name of the table, followed by that name's
+                                    A or AAAA records (its first spec) in the same answer
   * NXDOMAIN, SERVFAIL, REFUSED      that response code, no records
   * DROP                             no answer at all (the client times out)
   * "malformed:<kind>"               a deliberately broken answer, kind one of MALFORMED_KINDS
@@ -46,7 +48,7 @@ MALFORMED_KINDS = (
     "qmismatch",   # a good answer for another name (ignored by the client: it times out)
 )
 
-TYPE_A, TYPE_AAAA = 1, 28
+TYPE_A, TYPE_AAAA, TYPE_CNAME = 1, 28, 5
 TYPE_NAMES = {TYPE_A: "A", TYPE_AAAA: "AAAA"}
 RCODES = {NXDOMAIN: 3, SERVFAIL: 2, REFUSED: 5}
 
@@ -102,6 +104,10 @@ def _normalise_spec(spec, default_ttl):
     if isinstance(spec, dict):
         out = {"A": list(spec.get("A", [])), "AAAA": list(spec.get("AAAA", [])),
                "ttl": int(spec.get("ttl", default_ttl))}
+        if "CNAME" in spec:
+            if out["A"] or out["AAAA"]:
+                raise ValueError("a CNAME answer carries no records of its own: %r" % (spec,))
+            out["CNAME"] = _norm(spec["CNAME"])
         for a in out["A"]:
             ipaddress.IPv4Address(a)
         for a in out["AAAA"]:
@@ -221,13 +227,24 @@ class DNSResponder:
             return self._malformed(spec[10:], qid, header, question, qname, qtype)
         records = []
         ttl = spec["ttl"]
+        owner = b"\xc0\x0c"  # the question's name
+        if "CNAME" in spec:
+            target = spec["CNAME"]
+            records.append(owner + struct.pack("!HHIH", TYPE_CNAME, 1, ttl,
+                                               len(_encode_name(target))) + _encode_name(target))
+            owner = _encode_name(target)
+            with self._lock:
+                tspecs = self._table.get(target)
+            spec = tspecs[0] if tspecs and isinstance(tspecs[0], dict) else {"A": [], "AAAA": []}
+            if "CNAME" in spec:
+                raise ValueError("a CNAME to a CNAME is not supported")
         if qtype == TYPE_A:
             for a in spec["A"]:
-                records.append(b"\xc0\x0c" + struct.pack("!HHIH", TYPE_A, 1, ttl, 4) +
+                records.append(owner + struct.pack("!HHIH", TYPE_A, 1, ttl, 4) +
                                ipaddress.IPv4Address(a).packed)
         elif qtype == TYPE_AAAA:
             for a in spec["AAAA"]:
-                records.append(b"\xc0\x0c" + struct.pack("!HHIH", TYPE_AAAA, 1, ttl, 16) +
+                records.append(owner + struct.pack("!HHIH", TYPE_AAAA, 1, ttl, 16) +
                                ipaddress.IPv6Address(a).packed)
         return header(0, len(records)) + question + b"".join(records)
 
