@@ -45,79 +45,119 @@ struct zh_policy {
 
 /* ---- subnets ---- */
 
-/* QHostAddress::parseSubnet(): "a[.b[.c[.d]]][.]/len-or-dotted-mask" for IPv4 (missing parts are
- * zero), "v6/len" for IPv6. Host bits are cleared. Returns 0 or -1. */
-static int parse_subnet(const char *s, struct pattern *pt)
+/* Digits only (leading zeros allowed, as QString::toUInt() reads them); at most max. */
+static int parse_bits(const char *m, unsigned max, unsigned *out)
+{
+    unsigned long v = 0;
+    if (!*m)
+        return -1;
+    for (; *m; m++) {
+        if (!isdigit((unsigned char)*m))
+            return -1;
+        v = v * 10 + (unsigned long)(*m - '0');
+        if (v > max)
+            return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* QHostAddress::parseSubnet(), which Zurl uses for a pattern with a '/': "v6/len" for IPv6;
+ * "a[.b[.c[.d]]][.]/len" or ".../dotted.netmask" for IPv4 (1 to 4 decimal parts 0..255 before
+ * an optional trailing dot, missing parts are zero; a contiguous netmask). Host bits are
+ * cleared. Returns 0, or -1 with what was expected in why. */
+static int parse_subnet(const char *s, struct pattern *pt, struct zh_buf *why)
 {
     const char *slash = strchr(s, '/');
     const char *mask = slash + 1;
     size_t netlen = (size_t)(slash - s);
     char net[64];
-    if (netlen == 0 || netlen >= sizeof(net) || !*mask || strchr(mask, '/'))
+    if (netlen == 0 || netlen >= sizeof(net) || strchr(mask, '/')) {
+        zh_buf_puts(why, "expected a subnet ADDRESS/LENGTH such as 10/8 or 192.168.0.0/16");
         return -1;
+    }
     memcpy(net, s, netlen);
     net[netlen] = '\0';
 
-    unsigned long bits = 0;
-    bool dotted_mask = strchr(mask, '.') != NULL;
-    if (!dotted_mask) {
-        for (const char *m = mask; *m; m++) {
-            if (!isdigit((unsigned char)*m) || bits > 1000)
-                return -1;
-            bits = bits * 10 + (unsigned long)(*m - '0');
-        }
-    }
-
+    unsigned bits = 0;
     memset(pt->net, 0, sizeof(pt->net));
     if (strchr(net, ':')) {
         struct in6_addr a;
-        if (dotted_mask || bits > 128 || inet_pton(AF_INET6, net, &a) != 1)
+        if (inet_pton(AF_INET6, net, &a) != 1) {
+            zh_buf_puts(why, "expected an IPv6 address before '/'");
             return -1;
+        }
+        if (parse_bits(mask, 128, &bits) < 0) {
+            zh_buf_puts(why, "expected an IPv6 prefix length 0..128 after '/'");
+            return -1;
+        }
         pt->family = AF_INET6;
         memcpy(pt->net, &a, 16);
     } else {
-        uint32_t addr = 0;
-        int parts = 0;
+        /* Split at the dots; more than 4 pieces is refused before a trailing empty one is
+         * dropped, as Qt does ("1.2.3./8" is fine, "1.2.3.4./8" is not). */
+        const char *part[5];
+        size_t plen[5];
+        int n = 0;
         const char *p = net;
-        while (*p) {
+        bool ok = true;
+        for (;;) {
             const char *dot = strchr(p, '.');
-            size_t n = dot ? (size_t)(dot - p) : strlen(p);
-            unsigned v = 0;
-            if (n < 1 || n > 3 || ++parts > 4)
-                return -1;
-            for (size_t i = 0; i < n; i++) {
-                if (!isdigit((unsigned char)p[i]))
-                    return -1;
-                v = v * 10 + (unsigned)(p[i] - '0');
+            if (n == 5) {
+                ok = false;
+                break;
             }
-            if (v > 255)
-                return -1;
-            addr = (addr << 8) | v;
+            part[n] = p;
+            plen[n] = dot ? (size_t)(dot - p) : strlen(p);
+            n++;
             if (!dot)
                 break;
             p = dot + 1;
         }
-        if (parts == 0)
+        if (ok && n > 4)
+            ok = false;
+        if (ok && n > 1 && plen[n - 1] == 0)
+            n--; /* the trailing dot */
+        uint32_t addr = 0;
+        for (int i = 0; ok && i < n; i++) {
+            unsigned v = 0;
+            ok = plen[i] >= 1; /* decimal, leading zeros allowed ("010" is 10, as in Qt) */
+            for (size_t k = 0; ok && k < plen[i]; k++) {
+                ok = isdigit((unsigned char)part[i][k]);
+                v = v * 10 + (unsigned)(part[i][k] - '0');
+                ok = ok && v <= 255;
+            }
+            addr = (addr << 8) | v;
+        }
+        if (!ok) {
+            zh_buf_puts(why,
+                        "expected an IPv4 address or prefix (1 to 4 numbers 0..255) before '/'");
             return -1;
-        addr <<= 8 * (4 - parts);
-        if (dotted_mask) {
+        }
+        addr = n < 4 ? addr << (8 * (4 - n)) : addr;
+        if (strchr(mask, '.')) {
             struct in_addr m;
-            if (inet_pton(AF_INET, mask, &m) != 1)
+            uint32_t h = 0;
+            bool good = inet_pton(AF_INET, mask, &m) == 1;
+            if (good) {
+                h = ntohl(m.s_addr);
+                good = (h & (~h >> 1)) == 0; /* the one bits are contiguous from the top */
+            }
+            if (!good) {
+                zh_buf_puts(why, "expected a contiguous netmask such as 255.255.0.0 after '/'");
                 return -1;
-            uint32_t h = ntohl(m.s_addr);
-            if (h & (~h >> 1)) /* one bits must be contiguous from the top */
-                return -1;
-            bits = 0;
+            }
             while (bits < 32 && (h & (UINT32_C(0x80000000) >> bits)))
                 bits++;
-        }
-        if (bits > 32)
+        } else if (parse_bits(mask, 32, &bits) < 0) {
+            zh_buf_puts(why, "expected a prefix length 0..32 after '/'");
             return -1;
+        }
         pt->family = AF_INET;
         uint32_t be = htonl(addr);
         memcpy(pt->net, &be, 4);
     }
-    pt->bits = (unsigned)bits;
+    pt->bits = bits;
     /* Clear the host bits so the match is a plain prefix comparison. */
     unsigned len = pt->family == AF_INET ? 4 : 16;
     for (unsigned i = 0; i < len; i++) {
@@ -141,6 +181,47 @@ static bool prefix_match(const uint8_t *a, const uint8_t *net, unsigned bits)
 
 /* ---- patterns ---- */
 
+/* The one pattern grammar (the config loader checks with it too, zh_policy_check_pattern()):
+ * a subnet when there is a '/', else a name or address with at most one '*' (Zurl splits at the
+ * first '*' only, so a second one could never match), of the characters a host name or an
+ * address is written with. Fills pt's kind and match data (not text or reason). */
+static int parse_pattern(const char *text, struct pattern *pt, struct zh_buf *why)
+{
+    if (!*text) {
+        zh_buf_puts(why,
+                    "expected a host name, a one-* wildcard or a subnet, not an empty pattern");
+        return -1;
+    }
+    if (strchr(text, '/')) {
+        pt->kind = PAT_SUBNET;
+        return parse_subnet(text, pt, why);
+    }
+    int stars = 0;
+    for (const char *c = text; *c; c++) {
+        unsigned char ch = (unsigned char)*c;
+        if (ch == '*')
+            stars++;
+        else if (!isalnum(ch) && ch != '.' && ch != '-' && ch != '_' && ch != ':')
+            stars = 2;
+    }
+    if (stars > 1) {
+        zh_buf_puts(why, "expected a host name, an address, a pattern with one '*' (such as "
+                         "*.local or 10.*) or a subnet (such as 10/8)");
+        return -1;
+    }
+    const char *star = strchr(text, '*');
+    pt->kind = star ? PAT_WILD : PAT_EXACT;
+    pt->star = star ? (size_t)(star - text) : 0;
+    return 0;
+}
+
+int zh_policy_check_pattern(const char *pattern, struct zh_buf *err)
+{
+    struct pattern pt;
+    memset(&pt, 0, sizeof(pt));
+    return parse_pattern(pattern, &pt, err);
+}
+
 static int add_patterns(struct plist *l, const char *const *in, size_t count, bool deny,
                         struct zh_buf *err)
 {
@@ -156,29 +237,15 @@ static int add_patterns(struct plist *l, const char *const *in, size_t count, bo
             continue; /* Zurl's cleanStringList drops empty entries */
         struct pattern *pt = &l->v[l->n];
         pt->text = zh_strndup(s, n);
-        const char *star = strchr(pt->text, '*');
-        if (strchr(pt->text, '/')) {
-            pt->kind = PAT_SUBNET;
-            if (parse_subnet(pt->text, pt) < 0) {
-                zh_buf_printf(err,
-                              "%s pattern '%s': expected a subnet such as 10/8, 192.168.0.0/16, "
-                              "10.0.0.0/255.0.0.0 or fc00::/7",
-                              deny ? "deny" : "allow", pt->text);
-                zh_free(pt->text);
-                return -1;
-            }
-        } else if (star) {
-            if (strchr(star + 1, '*')) {
-                zh_buf_printf(err, "%s pattern '%s': expected at most one '*'",
-                              deny ? "deny" : "allow", pt->text);
-                zh_free(pt->text);
-                return -1;
-            }
-            pt->kind = PAT_WILD;
-            pt->star = (size_t)(star - pt->text);
-        } else {
-            pt->kind = PAT_EXACT;
+        struct zh_buf why = {0};
+        if (parse_pattern(pt->text, pt, &why) < 0) {
+            zh_buf_printf(err, "%s pattern '%s': %s", deny ? "deny" : "allow", pt->text,
+                          zh_buf_cstr(&why));
+            zh_buf_free(&why);
+            zh_free(pt->text);
+            return -1;
         }
+        zh_buf_free(&why);
         struct zh_buf r = {0};
         zh_buf_printf(&r, "%s '%s'", deny ? "deny rule" : "allowed by rule", pt->text);
         pt->reason = zh_strdup(zh_buf_cstr(&r));

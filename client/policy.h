@@ -1,7 +1,8 @@
 /* The outbound access policy: may zhttpd connect to this host name / this address? API stable.
  *
- * Patterns (allow/deny, Zurl's forms, see zh_config_check_pattern): an exact name or address
- * (case-insensitive), a pattern with one `*` (prefix*suffix, compared as strings, so `10.*` and
+ * Patterns (allow/deny, Zurl's forms, one grammar: zh_policy_check_pattern): an exact name or
+ * address (case-insensitive), a pattern with one `*` (prefix*suffix, compared as strings, so `10.*`
+ * and
  * `*.local` work), or a subnet with `/` (IPv4 short forms 10/8 and 172.16/12, dotted netmasks
  * 10.0.0.0/255.0.0.0, IPv6/len); a subnet only ever matches an address. See
  * docs/internals/policy.md for the full evaluation order. In short:
@@ -57,6 +58,14 @@ struct zh_policy;
 /* Build a policy. Empty patterns (and surrounding whitespace) are dropped as Zurl does. Returns
  * NULL with one line in err when a pattern is malformed. Free with zh_policy_free(). */
 struct zh_policy *zh_policy_new(const struct zh_policy_config *cfg, struct zh_buf *err);
+
+/* Check one allow/deny pattern against the grammar the policy enforces: the config loader uses
+ * this, so what a config accepts is exactly what zh_policy_new() builds. The pattern is taken as
+ * given (not trimmed). Returns 0, or -1 with what was expected in err (one line, without the
+ * pattern). Forms: an exact host name or address; one `*` (prefix*suffix); a subnet with `/`:
+ * IPv4 with 1 to 4 parts and an optional trailing dot (10/8, 172.16/12, 127.1/16, 10./8,
+ * 10.0.0.0/8), a dotted contiguous netmask (10.0.0.0/255.0.0.0), or IPv6/len (fc00::/7). */
+int zh_policy_check_pattern(const char *pattern, struct zh_buf *err);
 
 /* Free a policy (NULL is fine). */
 void zh_policy_free(struct zh_policy *p);

@@ -488,8 +488,8 @@ static const char *condition_for(const struct zh_request *r, CURLcode rc)
 {
     if (r->fail_cond)
         return r->fail_cond;
-    if (rc == CURLE_COULDNT_CONNECT && r->sock_denied > 0 && r->sock_opened == 0)
-        return "policy-violation"; /* every address curl tried was denied */
+    if (rc != CURLE_OK && r->sock_denied > 0 && r->sock_opened == 0)
+        return "policy-violation"; /* every address curl tried was denied, whatever curl says */
     switch (rc) {
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:

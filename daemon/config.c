@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "client/policy.h"
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 
@@ -455,104 +456,10 @@ static int check_dns_server(const char *v, struct zh_buf *why)
     return 0;
 }
 
-/* The subnet forms of QHostAddress::parseSubnet(), which Zurl uses for patterns with a '/'. */
-static int check_subnet(const char *s, struct zh_buf *why)
-{
-    const char *slash = strchr(s, '/');
-    const char *mask = slash + 1;
-    size_t netlen = (size_t)(slash - s);
-    char net[64];
-    if (netlen == 0 || netlen >= sizeof(net) || strchr(mask, '/')) {
-        zh_buf_puts(why, "expected a subnet ADDRESS/LENGTH such as 10/8 or 192.168.0.0/16");
-        return -1;
-    }
-    memcpy(net, s, netlen);
-    net[netlen] = '\0';
-
-    long long bits;
-    if (memchr(net, ':', netlen)) {
-        if (!is_ipv6(net)) {
-            zh_buf_puts(why, "expected an IPv6 address before '/'");
-            return -1;
-        }
-        if (*mask == '-' || parse_ll(mask, &bits) < 0 || bits > 128) {
-            zh_buf_puts(why, "expected an IPv6 prefix length 0..128 after '/'");
-            return -1;
-        }
-        return 0;
-    }
-
-    /* IPv4, possibly short: 1 to 4 dotted parts, a trailing '.' allowed ("10./8"). */
-    int parts = 0;
-    const char *p = net;
-    while (*p) {
-        const char *dot = strchr(p, '.');
-        size_t n = dot ? (size_t)(dot - p) : strlen(p);
-        int v = 0;
-        bool ok = n >= 1 && n <= 3;
-        for (size_t i = 0; ok && i < n; i++) {
-            ok = isdigit((unsigned char)p[i]);
-            v = v * 10 + (p[i] - '0');
-        }
-        if (!ok || v > 255 || ++parts > 4) {
-            zh_buf_puts(why,
-                        "expected an IPv4 address or prefix (1 to 4 numbers 0..255) before '/'");
-            return -1;
-        }
-        if (!dot)
-            break;
-        p = dot + 1;
-    }
-
-    if (strchr(mask, '.')) {
-        /* A dotted netmask must be a valid address with contiguous one bits. */
-        struct in_addr m;
-        uint32_t h = 0;
-        bool ok = inet_pton(AF_INET, mask, &m) == 1;
-        if (ok) {
-            h = ntohl(m.s_addr);
-            ok = (h & (~h >> 1)) == 0; /* the zero bits follow the one bits */
-        }
-        if (!ok) {
-            zh_buf_puts(why, "expected a contiguous netmask such as 255.255.0.0 after '/'");
-            return -1;
-        }
-        return 0;
-    }
-    if (*mask == '-' || parse_ll(mask, &bits) < 0 || bits > 32) {
-        zh_buf_puts(why, "expected a prefix length 0..32 after '/'");
-        return -1;
-    }
-    return 0;
-}
-
 int zh_config_check_pattern(const char *pattern, struct zh_buf *err)
 {
-    if (!*pattern) {
-        zh_buf_puts(err,
-                    "expected a host name, a one-* wildcard or a subnet, not an empty pattern");
-        return ZH_E_CONFIG;
-    }
-    if (strchr(pattern, '/'))
-        return check_subnet(pattern, err) < 0 ? ZH_E_CONFIG : 0;
-
-    /* Host names, IPv4 and IPv6 addresses, and at most one '*' (Zurl splits at the first '*'
-     * only, so a second one could never match). */
-    int stars = 0;
-    bool bad_char = false;
-    for (const char *p = pattern; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '*')
-            stars++;
-        else if (!isalnum(c) && c != '.' && c != '-' && c != '_' && c != ':')
-            bad_char = true;
-    }
-    if (stars > 1 || bad_char) {
-        zh_buf_puts(err, "expected a host name, an address, a pattern with one '*' (such as "
-                         "*.local or 10.*) or a subnet (such as 10/8)");
-        return ZH_E_CONFIG;
-    }
-    return 0;
+    /* One grammar: the policy's own parser decides what a pattern is. */
+    return zh_policy_check_pattern(pattern, err) < 0 ? ZH_E_CONFIG : 0;
 }
 
 /* ---- listen specs ---- */

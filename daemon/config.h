@@ -88,10 +88,10 @@ int zh_config_parse_listen(const char *value, struct zh_config_listen *out, stru
 /* Free the strings of a parsed listen value (the struct itself is the caller's). */
 void zh_config_listen_free(struct zh_config_listen *l);
 
-/* Check one allow/deny pattern as Zurl understands it: an exact host name or address, a pattern
- * with one `*` (prefix*suffix), or a subnet containing `/` (IPv4 short forms such as 10/8 and
- * 172.16/12, dotted netmasks such as 10.0.0.0/255.0.0.0, IPv6/len). Returns 0 or ZH_E_CONFIG with
- * the reason in err. The raw pattern is what the config keeps; the policy module matches it. */
+/* Check one allow/deny pattern with the policy's own grammar (zh_policy_check_pattern() in
+ * client/policy.h: exact names/addresses, one `*`, subnets 10/8, 172.16/12, 10./8,
+ * 10.0.0.0/255.0.0.0, IPv6/len), so what the config accepts is what the policy enforces. Returns
+ * 0 or ZH_E_CONFIG with the reason in err. The raw pattern is what the config keeps. */
 int zh_config_check_pattern(const char *pattern, struct zh_buf *err);
 
 /* Client role (Zurl's job): [General]. Zurl's keys keep Zurl's meaning and defaults. */

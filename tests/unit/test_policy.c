@@ -538,6 +538,159 @@ static void other_families_are_denied_and_is_internal_names_ranges(void **state)
     zh_policy_free(NULL);
 }
 
+/* The one grammar (zh_policy_check_pattern, which the config loader calls): every form Zurl's
+ * QHostAddress::parseSubnet() and matchExp() accept is accepted here and is what the policy
+ * matches; each refusal says what was expected. */
+static void grammar_accepts_every_zurl_form(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "127.0.0.1",
+        "example.com",
+        "EXAMPLE.com",
+        "my_host-1",
+        "::1",
+        "*",
+        "*.local",
+        "127.*",
+        "*.0.2",
+        "127.*.1",
+        "10/8",
+        "172.16/12",
+        "127.1/16",
+        "192.168/16",
+        "10./8",
+        "127.1./16",
+        "1.2.3./24",
+        "127.0.0.0/8",
+        "0/0",
+        "1.2.3.4/32",
+        "010/8",
+        "10/08",
+        "10.0.0.0/255.0.0.0",
+        "1.2.3.4/255.255.255.255",
+        "10/0.0.0.0",
+        "fe80::/10",
+        "::ffff:127.0.0.0/104",
+        "::/0",
+        "::1/128",
+    };
+    for (size_t i = 0; i < ZH_ARRAY_SIZE(good); i++) {
+        struct zh_buf err = {0};
+        if (zh_policy_check_pattern(good[i], &err) != 0)
+            fail_msg("'%s' refused: %s", good[i], zh_buf_cstr(&err));
+        assert_int_equal(err.len, 0);
+        zh_buf_free(&err);
+        /* and the policy builds from it, in allow and in deny */
+        struct zh_policy *p = make(ZH_POLICY_DEFAULT_DENY, good[i], NULL, true, false);
+        zh_policy_free(p);
+        p = make(ZH_POLICY_DEFAULT_ALLOW, NULL, good[i], true, false);
+        zh_policy_free(p);
+    }
+}
+
+static void grammar_refusals_say_what_was_expected(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *expect;
+    } bad[] = {
+        {"", "not an empty pattern"},
+        {"10/99", "prefix length 0..32"},
+        {"10/33", "prefix length 0..32"},
+        {"10/", "prefix length 0..32"},
+        {"10/-1", "prefix length 0..32"},
+        {"10/+8", "prefix length 0..32"},
+        {"10/8x", "prefix length 0..32"},
+        {"10/0x8", "prefix length 0..32"},
+        {"/8", "subnet ADDRESS/LENGTH"},
+        {"10/8/8", "subnet ADDRESS/LENGTH"},
+        {"http://x", "subnet ADDRESS/LENGTH"},
+        {"256/8", "IPv4 address or prefix"},
+        {"1.2.3.4.5/8", "IPv4 address or prefix"},
+        {"1.2.3.4./8", "IPv4 address or prefix"}, /* Qt: 5 parts before the trailing dot */
+        {"1..2/8", "IPv4 address or prefix"},
+        {"./8", "IPv4 address or prefix"},
+        {"10../8", "IPv4 address or prefix"},
+        {"foo/8", "IPv4 address or prefix"},
+        {"1.2.3.0256/8", "IPv4 address or prefix"},
+        {"10.0.0.0/255.0.255.0", "contiguous netmask"},
+        {"10.0.0.0/255.0.0", "contiguous netmask"},
+        {"fe80::/129", "IPv6 prefix length 0..128"},
+        {"fc00::/1.2.3.4", "IPv6 prefix length 0..128"},
+        {"fe80:::/64", "IPv6 address"},
+        {"fe80::1%eth0/64", "IPv6 address"},
+        {"a*b*c", "one '*'"},
+        {"**", "one '*'"},
+        {"foo bar", "one '*'"},
+        {"[::1]", "one '*'"},
+    };
+    for (size_t i = 0; i < ZH_ARRAY_SIZE(bad); i++) {
+        struct zh_buf err = {0};
+        if (zh_policy_check_pattern(bad[i].pattern, &err) == 0)
+            fail_msg("'%s' accepted", bad[i].pattern);
+        if (!strstr(zh_buf_cstr(&err), bad[i].expect))
+            fail_msg("'%s': '%s' lacks '%s'", bad[i].pattern, zh_buf_cstr(&err), bad[i].expect);
+        zh_buf_free(&err);
+        /* the policy refuses exactly what the grammar refuses, naming the pattern */
+        if (!*bad[i].pattern)
+            continue; /* an empty list entry is dropped, as Zurl does */
+        const char *list[1] = {bad[i].pattern};
+        struct zh_policy_config cfg = {
+            .defpolicy = ZH_POLICY_DEFAULT_ALLOW, .deny = list, .deny_count = 1};
+        assert_null(zh_policy_new(&cfg, &err));
+        assert_non_null(strstr(zh_buf_cstr(&err), bad[i].expect));
+        assert_non_null(strstr(zh_buf_cstr(&err), bad[i].pattern));
+        zh_buf_free(&err);
+    }
+}
+
+/* Every accepted form matches in deny (defpolicy=allow) and in allow (defpolicy=deny), on the
+ * address and on the IP-literal host name. */
+static void every_form_matches_in_allow_and_deny(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern, *in, *out;
+    } cases[] = {
+        {"127/8", "127.0.0.1", "128.0.0.1"},
+        {"127.1/16", "127.1.200.3", "127.0.0.1"},
+        {"127.0.0/24", "127.0.0.2", "127.0.1.1"},
+        {"10/8", "10.1.2.3", "11.1.2.3"},
+        {"172.16/12", "172.20.0.1", "172.32.0.1"},
+        {"127.1./16", "127.1.0.1", "127.2.0.1"},
+        {"1.2.3./24", "1.2.3.9", "1.2.4.9"},
+        {"127.0.0.0/8", "127.9.9.9", "126.0.0.1"},
+        {"127.1.0.0/255.255.0.0", "127.1.0.1", "127.0.0.1"},
+        {"127.0.0.2", "127.0.0.2", "127.0.0.1"},
+        {"127.1.*", "127.1.0.1", "127.0.0.1"},
+        {"*.0.2", "127.0.0.2", "127.0.0.1"},
+        {"::1/128", "::1", "::2"},
+        {"::1", "::1", "::2"},
+        {"::ffff:127.0.0.0/104", "::ffff:127.0.0.1", "::ffff:10.0.0.1"},
+        {"127/8", "::ffff:127.0.0.1", "::ffff:10.0.0.1"}, /* mapped: its IPv4 form too */
+        {"0127.000.0.1/32", "127.0.0.1", "127.0.0.2"},    /* decimal with leading zeros, as Qt */
+    };
+    for (size_t i = 0; i < ZH_ARRAY_SIZE(cases); i++) {
+        struct zh_policy *deny = make(ZH_POLICY_DEFAULT_ALLOW, NULL, cases[i].pattern, true, false);
+        struct zh_policy *allow = make(ZH_POLICY_DEFAULT_DENY, cases[i].pattern, NULL, true, false);
+        char lit[64];
+        snprintf(lit, sizeof(lit), strchr(cases[i].in, ':') ? "[%s]" : "%s", cases[i].in);
+        if (addr(deny, NULL, cases[i].in, NULL) != DENY ||
+            zh_policy_check_name(deny, lit, NULL) != DENY)
+            fail_msg("deny=%s must deny %s", cases[i].pattern, cases[i].in);
+        if (addr(allow, NULL, cases[i].in, NULL) != ALLOW ||
+            zh_policy_check_name(allow, lit, NULL) != ALLOW)
+            fail_msg("allow=%s must allow %s", cases[i].pattern, cases[i].in);
+        if (addr(deny, NULL, cases[i].out, NULL) != ALLOW)
+            fail_msg("deny=%s must not deny %s", cases[i].pattern, cases[i].out);
+        if (addr(allow, NULL, cases[i].out, NULL) != DENY)
+            fail_msg("allow=%s must not allow %s", cases[i].pattern, cases[i].out);
+        zh_policy_free(deny);
+        zh_policy_free(allow);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -554,6 +707,9 @@ int main(void)
         cmocka_unit_test(wildcard_and_exact_patterns),
         cmocka_unit_test(malformed_patterns_are_rejected),
         cmocka_unit_test(other_families_are_denied_and_is_internal_names_ranges),
+        cmocka_unit_test(grammar_accepts_every_zurl_form),
+        cmocka_unit_test(grammar_refusals_say_what_was_expected),
+        cmocka_unit_test(every_form_matches_in_allow_and_deny),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
