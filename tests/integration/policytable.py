@@ -1,4 +1,4 @@
-"""The policy truth table's kit (tests/integration/test_48_policy_table.py): the table itself (rule
+"""The policy truth table's kit (tests/integration/test_50_policy_table.py): the table itself (rule
 forms, config shapes, request paths, the expected verdict of every row) and a recording origin.
 
     RecordingOrigin()   HTTP/1.1 listeners on every address of ORIGIN_ADDRS, all on one port. It
