@@ -664,11 +664,18 @@ static int decode(struct zh_client *c, struct zh_span payload, bool *json, const
 }
 
 /* From a packet that failed to decode, try to read `from` (only when from is not NULL: req mode
- * needs none), a single string `id` and `type`, so the requester can be told (as Zurl does).
- * T format only. */
-static bool salvage_ids(struct zh_span payload, struct zh_span *from, struct zh_span *id)
+ * needs none), a single string `id` and `type`, so the requester can be told (as Zurl does). A J
+ * packet is read through a lenient conversion into c->jin (the spans point there). */
+static bool salvage_ids(struct zh_client *c, struct zh_span payload, struct zh_span *from,
+                        struct zh_span *id)
 {
     struct zh_tns_value d, v;
+    if (payload.n > 0 && payload.p[0] == 'J') {
+        zh_buf_reset(&c->jin);
+        if (zh_jformat_to_tnet_lenient(payload.p, payload.n, &c->jin) < 0)
+            return false;
+        payload = (struct zh_span){c->jin.data, c->jin.len};
+    }
     if (payload.n < 2 || payload.p[0] != 'T' ||
         zh_tns_parse_exact(payload.p + 1, payload.n - 1, &d) < 0 || d.type != ZH_TNS_DICT)
         return false;
@@ -706,7 +713,7 @@ static void on_req(struct zh_client *c, struct zh_zmsg *m)
     if (decode(c, payload, &json, &reason) < 0) {
         /* Echo the id when it can be read: a DEALER with requests in flight matches by id. */
         struct zh_span id = none;
-        if (!salvage_ids(payload, NULL, &id))
+        if (!salvage_ids(c, payload, NULL, &id))
             id = none;
         zh_warn("client-req: malformed packet: %s", reason);
         send_req_error(c, m, env, json, id, none, "bad-request");
@@ -946,15 +953,15 @@ static void on_stream(struct zh_client *c, struct zh_zmsg *m)
     const char *reason = NULL;
     if (decode(c, payload, &json, &reason) < 0) {
         struct zh_span from, id;
-        if (salvage_ids(payload, &from, &id)) {
+        if (salvage_ids(c, payload, &from, &id)) {
             zh_warn("%s: malformed packet dropped: %s (answered bad-request)",
                     zh_zsock_name(m->sock), reason);
             struct csess *s = lookup(c, from, id);
             if (s && s->state != CS_CLOSED) {
                 fail(s, "bad-request");
             } else {
-                send_direct(c, false, from, id, m->sock == ZH_ZS_C_IN, ZH_ZHTTP_ERROR,
-                            "bad-request", (struct zh_span){0});
+                send_direct(c, json, from, id, m->sock == ZH_ZS_C_IN, ZH_ZHTTP_ERROR, "bad-request",
+                            (struct zh_span){0});
             }
         } else {
             zh_warn("%s: malformed packet dropped: %s", zh_zsock_name(m->sock), reason);

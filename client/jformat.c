@@ -74,16 +74,19 @@ static int put_json(struct zh_buf *out, json_t *v, int depth, const char **reaso
     return ZH_E_PARSE;
 }
 
-int zh_jformat_to_tnet(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason)
+static int convert(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason,
+                   size_t flags)
 {
     if (n == 0 || p[0] != 'J') {
         *reason = "unsupported format prefix";
         return ZH_E_PARSE;
     }
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)p + 1, n - 1, JSON_ALLOW_NUL, &jerr);
+    json_t *root = json_loadb((const char *)p + 1, n - 1, JSON_ALLOW_NUL | flags, &jerr);
     if (!root) {
-        *reason = "invalid JSON";
+        *reason = json_error_code(&jerr) == json_error_duplicate_key
+                      ? "duplicate key in a JSON object"
+                      : "invalid JSON";
         return ZH_E_PARSE;
     }
     if (!json_is_object(root)) {
@@ -98,6 +101,19 @@ int zh_jformat_to_tnet(const uint8_t *p, size_t n, struct zh_buf *out, const cha
     if (rc < 0)
         out->len = start;
     return rc;
+}
+
+int zh_jformat_to_tnet(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason)
+{
+    /* A key given twice is refused, as the T decoder refuses it: jansson would keep the last one,
+     * and a router reading the first would disagree about the packet. */
+    return convert(p, n, out, reason, JSON_REJECT_DUPLICATES);
+}
+
+int zh_jformat_to_tnet_lenient(const uint8_t *p, size_t n, struct zh_buf *out)
+{
+    const char *reason = NULL;
+    return convert(p, n, out, &reason, 0);
 }
 
 /* ---- tnetstring -> JSON ---- */

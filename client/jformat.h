@@ -17,8 +17,13 @@
 #define ZH_JFORMAT_MAX_DEPTH 32 /* nested containers, as tnetstrings allow */
 
 /* Convert p[0..n) = 'J' + a JSON object into 'T' + tnetstring, appended to out. Returns 0, or a
- * negative ZH_E_* code with *reason set to a static description ("invalid JSON", ...). */
+ * negative ZH_E_* code with *reason set to a static description ("invalid JSON", "duplicate key
+ * in a JSON object", ...). A key repeated in any object is refused, as the T decoder does. */
 int zh_jformat_to_tnet(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason);
+
+/* The same conversion with repeated keys allowed (the last one wins): only to read `from` and `id`
+ * of a refused packet so that the requester can be told. */
+int zh_jformat_to_tnet_lenient(const uint8_t *p, size_t n, struct zh_buf *out);
 
 /* Convert p[0..n) = 'T' + tnetstring dict (as zh_zhttp_encode writes it) into 'J' + compact
  * JSON, appended to out. Returns 0, or a negative ZH_E_* code if p is not a valid packet. */

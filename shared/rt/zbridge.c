@@ -670,6 +670,16 @@ static void route(struct zh_zbridge *b, struct zh_zmsg *m)
         deliver(b, b->rr++ % b->workers, m);
         return;
     }
+    if (n > 1 && m->sock == ZH_ZS_C_REQ) {
+        /* Req mode has no sessions to find, and its requester reads one answer per request: a
+         * packet naming several ids (refused as bad-request) goes to one worker, not to each. */
+        for (unsigned w = 0; w < b->workers; w++) {
+            if (mask & (UINT64_C(1) << w)) {
+                deliver(b, w, m);
+                return;
+            }
+        }
+    }
     for (unsigned w = 0; w < b->workers; w++) {
         if (!(mask & (UINT64_C(1) << w)))
             continue;
