@@ -184,6 +184,10 @@ static const struct opt opts[] = {
     {"req-maxconn", "req_maxconn", SEC_SERVER, T_INT, G_SERVER, OFF(server.req_maxconn), 0, 0,
      ZH_CONFIG_CONNS_MAX, "100", "N", "Maximum number of concurrent connections in req mode",
      NULL},
+    {"max-tls-handshakes", "max_tls_handshakes", SEC_SERVER, T_INT, G_SERVER,
+     OFF(server.max_tls_handshakes), 0, 1, ZH_CONFIG_CONNS_MAX, "1024", "N",
+     "TLS handshakes in progress at most, process-wide (counted from a whole ClientHello); at the "
+     "limit the worker's oldest one is closed", NULL},
     {"buffer-size", "buffer_size", SEC_SERVER, T_SIZE, G_SERVER, OFF(server.buffer_size), 0, 1,
      SIZE_LIMIT, "8192", "BYTES", "Connection buffer size (two buffers per connection)", NULL},
     {"body-buffer-size", "body_buffer_size", SEC_SERVER, T_SIZE, G_SERVER,

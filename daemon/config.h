@@ -135,6 +135,7 @@ struct zh_config_server {
     bool zclient_connect;                    /* connect instead of bind */
     int stream_maxconn;                      /* 10000 */
     int req_maxconn;                         /* 100 */
+    int max_tls_handshakes;                  /* TLS handshakes in progress (1024) */
     size_t buffer_size;                      /* per connection, two buffers each (8192) */
     size_t body_buffer_size;                 /* req mode body limit (100000) */
     int messages_max;                        /* queued WebSocket messages per connection (100) */

@@ -167,6 +167,7 @@ static void build_engine_configs(struct daemon *d)
     s->handler_wait_ms = clamp_ms(cfg->server.handler_wait_ms);
     zh_server_limits_init(&d->limits, (unsigned)cfg->server.stream_maxconn,
                           (unsigned)cfg->server.req_maxconn);
+    zh_server_limits_set_tls_handshakes(&d->limits, (unsigned)cfg->server.max_tls_handshakes);
     s->limits = &d->limits;
 }
 

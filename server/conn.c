@@ -25,6 +25,7 @@ static const char *const state_names[] = {"head",     "body",    "request",
 
 static void conn_process(struct zh_conn *c);
 static void conn_read(struct zh_conn *c);
+static void hs_done(struct zh_conn *c);
 
 static uint64_t add_ms(uint64_t t, uint64_t d)
 {
@@ -1105,6 +1106,7 @@ void zh_conn_close(struct zh_conn *c, const char *why)
     zh_io_stop(c->s->loop, &c->io);
     zh_loop_timer_stop(c->s->loop, &c->timer);
     zh_loop_defer_cancel(c->s->loop, &c->read_defer);
+    hs_done(c);
     zh_tls_conn_free(c->tls_conn);
     c->tls_conn = NULL;
     close(c->fd);
@@ -1131,26 +1133,105 @@ static void linger_read(struct zh_conn *c)
     }
 }
 
-/* A TLS listener's connection before TLS starts: plain HTTP gets nginx's 400 in clear text. */
-static bool tls_sniff(struct zh_conn *c)
+/* ---- TLS handshakes in progress (bounded by --max-tls-handshakes) ---- */
+
+static void hs_done(struct zh_conn *c)
 {
-    int r = zh_tls_sniff(c->fd);
-    if (r == ZH_TLS_SNIFF_NEED_MORE)
-        return false;
-    c->tls_sniffed = true;
-    if (r == ZH_TLS_SNIFF_TLS) {
-        c->tls_conn = zh_tls_conn_new(c->s->cfg.tls, c->default_cert, c->fd);
-        return true;
+    if (!c->in_hs)
+        return;
+    struct zh_server *s = c->s;
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        s->hs_head = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        s->hs_tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+    c->in_hs = false;
+    zh_server__hs_release(s->cfg.limits);
+}
+
+static void hs_note(struct zh_server *s, const char *what)
+{
+    s->hs_dropped++;
+    uint64_t now = zh_loop_now(s->loop);
+    if (now < s->hs_log_ms)
+        return;
+    s->hs_log_ms = now + 1000;
+    zh_warn("worker %u: TLS handshakes in progress at the limit (--max-tls-handshakes %u): %s "
+            "(%u connection(s) closed at the limit since the last such line)",
+            s->worker, s->cfg.limits->_hs_max, what, s->hs_dropped);
+    s->hs_dropped = 0;
+}
+
+/* Count c's handshake in. At the limit, the oldest handshake in progress on this worker is closed
+ * to make room (a client that stalls mid-handshake loses to one that goes on); with none here, c
+ * is refused. Returns false when c was closed. */
+static bool hs_admit(struct zh_conn *c)
+{
+    struct zh_server *s = c->s;
+    while (!zh_server__hs_take(s->cfg.limits)) {
+        struct zh_conn *old = s->hs_head;
+        if (!old) {
+            hs_note(s, "new connection refused");
+            zh_conn_close(c, "TLS handshakes at the limit");
+            return false;
+        }
+        hs_note(s, "oldest handshake closed");
+        zh_conn_close(old, "TLS handshake evicted at the limit");
     }
-    if (r == ZH_TLS_SNIFF_PLAIN) {
-        zh_info("conn %u-%u: plain HTTP on a TLS port: 400", c->s->worker, c->slot);
-        zh_conn__queue(c, ZH_TLS_PLAIN_HTTP_RESPONSE, sizeof(ZH_TLS_PLAIN_HTTP_RESPONSE) - 1);
-        zh_conn__set_state(c, ZH_CONN_CLOSING);
-        zh_conn__flush(c);
+    c->in_hs = true;
+    c->hs_prev = s->hs_tail;
+    if (s->hs_tail)
+        s->hs_tail->hs_next = c;
+    else
+        s->hs_head = c;
+    s->hs_tail = c;
+    return true;
+}
+
+/* A TLS listener's connection before TLS starts: plain HTTP gets nginx's 400 in clear text; TLS
+ * starts (OpenSSL state allocated) once the whole ClientHello record is there. Returns true once
+ * c->tls_conn exists. */
+static bool tls_start(struct zh_conn *c)
+{
+    if (!c->tls_sniffed) {
+        int r = zh_tls_sniff(c->fd);
+        if (r == ZH_TLS_SNIFF_NEED_MORE)
+            return false;
+        c->tls_sniffed = true;
+        if (r == ZH_TLS_SNIFF_PLAIN) {
+            zh_info("conn %u-%u: plain HTTP on a TLS port: 400", c->s->worker, c->slot);
+            zh_conn__queue(c, ZH_TLS_PLAIN_HTTP_RESPONSE, sizeof(ZH_TLS_PLAIN_HTTP_RESPONSE) - 1);
+            zh_conn__set_state(c, ZH_CONN_CLOSING);
+            zh_conn__flush(c);
+            return false;
+        }
+        if (r != ZH_TLS_SNIFF_TLS) {
+            zh_conn_close(c, r == ZH_TLS_SNIFF_EOF ? "client closed" : strerror(-r));
+            return false;
+        }
+    }
+    if (!c->local) {
+        int r = zh_tls_hello_ready(c->fd, &c->tls_lowat);
+        if (r == ZH_TLS_HELLO_WAIT)
+            return false;
+        if (r != ZH_TLS_HELLO_READY) {
+            zh_conn_close(c,
+                          r == ZH_TLS_HELLO_EOF ? "client closed mid-ClientHello" : strerror(-r));
+            return false;
+        }
+    }
+    if (!hs_admit(c))
+        return false;
+    c->tls_conn = zh_tls_conn_new(c->s->cfg.tls, c->default_cert, c->fd);
+    if (!c->tls_conn) {
+        zh_conn_close(c, "no memory for TLS");
         return false;
     }
-    zh_conn_close(c, r == ZH_TLS_SNIFF_EOF ? "client closed" : strerror(-r));
-    return false;
+    return true;
 }
 
 static void conn_read(struct zh_conn *c)
@@ -1160,8 +1241,10 @@ static void conn_read(struct zh_conn *c)
             linger_read(c);
         return;
     }
-    if (c->tls && !c->tls_sniffed && !tls_sniff(c))
+    if (c->tls && !c->tls_conn && !tls_start(c))
         return;
+    if (!c->in)
+        c->in = zh_malloc(c->in_cap); /* only now: an idle or stalled connection holds no buffer */
     bool got = false;
     for (int i = 0; i < READ_BATCH && c->in_len < c->in_cap; i++) {
         ssize_t r = sock_read(c, c->in + c->in_len, c->in_cap - c->in_len);
@@ -1182,6 +1265,8 @@ static void conn_read(struct zh_conn *c)
     }
     if (got)
         c->last_io_ms = now_ms(c);
+    if (c->in_hs && zh_tls_conn_established(c->tls_conn))
+        hs_done(c);
     if (c->in_eof &&
         (c->state == ZH_CONN_BODY || c->state == ZH_CONN_REQUEST || c->state == ZH_CONN_RESPONSE)) {
         /* As Condure: a client that closes (even half-closes) while its request is in flight is
@@ -1246,6 +1331,7 @@ void zh_conn_free(struct zh_conn *c)
     enum zh_server_kind kind = c->req_mode ? ZH_SERVER_REQ : ZH_SERVER_STREAM;
     s->slots[c->slot] = NULL;
     s->free_slots[s->n_free++] = c->slot;
+    hs_done(c);
     zh_chunkq_free(&c->out);
     zh_zmsg_free(c->tail_msg);
     zh_tls_conn_free(c->tls_conn);
@@ -1277,8 +1363,7 @@ void zh_conn_new(struct zh_server *s, struct zh_accepted *a)
     c->default_cert = a->default_cert;
     format_peer(c, a);
     zh_free(a);
-    c->in_cap = s->cfg.buffer_size;
-    c->in = zh_malloc(c->in_cap);
+    c->in_cap = s->cfg.buffer_size; /* allocated at the first read */
     /* Output holds a response head plus the credits we grant, with chunk framing. */
     zh_chunkq_init(&c->out, &s->pool, (s->cfg.max_header_size + 2 * s->cfg.buffer_size) / 4096 + 4);
     zh_http1_req_init(&c->req);

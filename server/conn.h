@@ -53,6 +53,9 @@ struct zh_conn {
     bool tls_sniffed;             /* the first byte was looked at */
     bool tls_read_wants_write;    /* a TLS read returned -EAGAIN waiting for POLLOUT */
     bool tls_write_wants_read;    /* a TLS write returned -EAGAIN waiting for POLLIN */
+    bool tls_lowat;               /* SO_RCVLOWAT raised to wait for the whole ClientHello */
+    bool in_hs;                   /* counted in the TLS handshakes in progress (see hs_admit) */
+    struct zh_conn *hs_prev, *hs_next; /* the worker's handshakes in progress, oldest first */
     char peer_addr[INET6_ADDRSTRLEN];
     int peer_port;
 
@@ -125,7 +128,17 @@ struct zh_server {
     uint32_t ka_cursor;
     struct zh_conn **ka_batch;
     uint32_t ka_batch_cap;
+    /* TLS handshakes in progress on this worker, oldest first (the ones evicted at the limit) */
+    struct zh_conn *hs_head, *hs_tail;
+    uint64_t hs_log_ms;  /* next time a "handshakes at the limit" line may be logged */
+    unsigned hs_dropped; /* connections closed at that limit since the last line */
 };
+
+/* A TLS handshake may start if the process is below --max-tls-handshakes (counted then). */
+bool zh_server__hs_take(struct zh_server_limits *l);
+
+/* A counted handshake completed or its connection closed. */
+void zh_server__hs_release(struct zh_server_limits *l);
 
 /* ---- conn.c ---- */
 

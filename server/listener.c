@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -22,6 +23,11 @@
 
 #define ACCEPT_BATCH  16 /* per listener per turn, so one busy port can't starve the others */
 #define FULL_RETRY_MS 10
+/* Memory given back after a peak: checked every TRIM_CHECK_MS; when the connections held dropped
+ * by at least TRIM_MIN_DROP and to half the peak since the last trim, malloc_trim(0) returns the
+ * free pages of every malloc arena (the workers' included) to the kernel. */
+#define TRIM_CHECK_MS 1000
+#define TRIM_MIN_DROP 256
 
 struct lsock {
     int fd;
@@ -45,6 +51,7 @@ struct zh_listener {
     bool started;
     struct zh_tls_store *tls; /* reloaded every tls_reload_ms when set */
     unsigned tls_reload_ms;
+    unsigned conn_peak; /* most connections held since the last trim */
 };
 
 static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len,
@@ -272,22 +279,41 @@ static void set_paused(struct zh_listener *l, size_t i, int r)
         zh_info("listener %s: accepting resumed", ls->name);
 }
 
+/* Give freed memory back once the connections held fell well below their peak (a burst of
+ * stalled handshakes or idle connections leaves the arenas' free pages mapped otherwise). */
+static void maybe_trim(struct zh_listener *l)
+{
+    unsigned now = 0;
+    for (unsigned i = 0; i < l->nworkers; i++)
+        now += zh_server_conn_count(l->workers[i]);
+    if (now > l->conn_peak)
+        l->conn_peak = now;
+    if (l->conn_peak - now < TRIM_MIN_DROP || now > l->conn_peak / 2)
+        return;
+    uint64_t t0 = zh_time_ms();
+    int r = malloc_trim(0);
+    zh_debug("listener: connections %u -> %u: malloc_trim %s (%llu ms)", l->conn_peak, now,
+             r ? "returned memory" : "found nothing to return",
+             (unsigned long long)(zh_time_ms() - t0));
+    l->conn_peak = now;
+}
+
 static void *listener_main(void *arg)
 {
     struct zh_listener *l = arg;
     zh_log_set_thread("listener");
     uint64_t next_reload = l->tls ? zh_time_ms() + l->tls_reload_ms : UINT64_MAX;
+    uint64_t next_trim = zh_time_ms() + TRIM_CHECK_MS;
     while (!atomic_load(&l->stopping)) {
         bool any_paused = false;
         for (size_t i = 0; i < l->n; i++)
             any_paused |= l->socks[i].paused;
         int timeout = any_paused ? FULL_RETRY_MS : -1;
-        if (next_reload != UINT64_MAX) {
-            uint64_t now = zh_time_ms();
-            int until = now >= next_reload ? 0 : (int)(next_reload - now);
-            if (timeout < 0 || until < timeout)
-                timeout = until;
-        }
+        uint64_t now = zh_time_ms();
+        uint64_t next = next_reload < next_trim ? next_reload : next_trim;
+        int until = now >= next ? 0 : (int)(next - now);
+        if (timeout < 0 || until < timeout)
+            timeout = until;
         struct epoll_event evs[64];
         int n = epoll_wait(l->epfd, evs, 64, timeout);
         if (n < 0 && errno != EINTR) {
@@ -302,6 +328,10 @@ static void *listener_main(void *arg)
                 zh_info("listener: TLS identities reloaded (%zu loaded)",
                         zh_tls_store_count(l->tls));
             next_reload = zh_time_ms() + l->tls_reload_ms;
+        }
+        if (zh_time_ms() >= next_trim) {
+            maybe_trim(l);
+            next_trim = zh_time_ms() + TRIM_CHECK_MS;
         }
         /* Rotate over all listeners each round, starting after the one served first last time:
          * readiness order would otherwise favour low-numbered sockets. A paused one is retried

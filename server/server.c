@@ -23,6 +23,33 @@ void zh_server_limits_init(struct zh_server_limits *l, unsigned stream_max, unsi
     atomic_init(&l->_used[ZH_SERVER_REQ], 0);
     l->_max[ZH_SERVER_STREAM] = stream_max;
     l->_max[ZH_SERVER_REQ] = req_max;
+    atomic_init(&l->_hs, 0);
+    l->_hs_max = ZH_SERVER_TLS_HANDSHAKES_DEFAULT;
+}
+
+void zh_server_limits_set_tls_handshakes(struct zh_server_limits *l, unsigned max)
+{
+    l->_hs_max = max ? max : 1;
+}
+
+unsigned zh_server_limits_tls_handshakes(const struct zh_server_limits *l)
+{
+    return atomic_load(&l->_hs);
+}
+
+bool zh_server__hs_take(struct zh_server_limits *l)
+{
+    unsigned n = atomic_load(&l->_hs);
+    do {
+        if (n >= l->_hs_max)
+            return false;
+    } while (!atomic_compare_exchange_weak(&l->_hs, &n, n + 1));
+    return true;
+}
+
+void zh_server__hs_release(struct zh_server_limits *l)
+{
+    atomic_fetch_sub(&l->_hs, 1);
 }
 
 unsigned zh_server_limits_used(const struct zh_server_limits *l, enum zh_server_kind kind)

@@ -30,10 +30,24 @@ enum zh_server_kind {
 struct zh_server_limits {
     atomic_uint _used[2]; /* by kind */
     unsigned _max[2];
+    atomic_uint _hs; /* TLS handshakes in progress (OpenSSL state allocated, not yet complete) */
+    unsigned _hs_max;
 };
 
-/* Set the limits (0 = no connection of that kind is accepted). */
+/* --max-tls-handshakes by default. */
+#define ZH_SERVER_TLS_HANDSHAKES_DEFAULT 1024
+
+/* Set the limits (0 = no connection of that kind is accepted); TLS handshakes in progress get
+ * ZH_SERVER_TLS_HANDSHAKES_DEFAULT. */
 void zh_server_limits_init(struct zh_server_limits *l, unsigned stream_max, unsigned req_max);
+
+/* Bound TLS handshakes in progress in the whole process (--max-tls-handshakes, >= 1). A handshake
+ * counts from the moment its ClientHello record has arrived whole (when the OpenSSL state is
+ * allocated) until it completes or the connection closes. */
+void zh_server_limits_set_tls_handshakes(struct zh_server_limits *l, unsigned max);
+
+/* TLS handshakes in progress now (any thread). */
+unsigned zh_server_limits_tls_handshakes(const struct zh_server_limits *l);
 
 /* Connections of a kind held or reserved now (any thread). */
 unsigned zh_server_limits_used(const struct zh_server_limits *l, enum zh_server_kind kind);

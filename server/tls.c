@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -954,4 +957,53 @@ int zh_tls_sniff(int fd)
     if (r == 0)
         return ZH_TLS_SNIFF_EOF;
     return b >= 'A' && b <= 'Z' ? ZH_TLS_SNIFF_PLAIN : ZH_TLS_SNIFF_TLS;
+}
+
+int zh_tls_hello_ready(int fd, bool *lowat_set)
+{
+    size_t need = 5; /* a record header: type, version, length */
+    for (int round = 0; round < 2; round++) {
+        int avail = 0;
+        if (ioctl(fd, FIONREAD, &avail) < 0)
+            return -errno;
+        if (avail >= 5) {
+            uint8_t h[5];
+            ssize_t r;
+            do {
+                r = recv(fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
+            } while (r < 0 && errno == EINTR);
+            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                return -errno;
+            if (r == 5) {
+                size_t len = (size_t)h[3] << 8 | h[4];
+                if (h[0] != 0x16 || len > 16384)
+                    need = 0;
+                else
+                    need = 5 + len;
+            }
+        }
+        if ((size_t)avail >= need) {
+            if (*lowat_set) {
+                int one = 1;
+                setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+                *lowat_set = false;
+            }
+            return ZH_TLS_HELLO_READY;
+        }
+        if (round == 1)
+            break;
+        /* Readable with too few bytes only happens at the peer's FIN (or reset). */
+        struct tcp_info ti;
+        socklen_t tl = sizeof(ti);
+        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+            ti.tcpi_state != TCP_ESTABLISHED)
+            return ZH_TLS_HELLO_EOF;
+        int lw = (int)need;
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lw, sizeof(lw)) < 0)
+            return ZH_TLS_HELLO_READY; /* cannot wait without spinning: let OpenSSL read */
+        *lowat_set = true;
+        /* Bytes that arrived since FIONREAD: look again (the kernel also signals EPOLLIN when the
+         * new mark is already met, but one more look is cheap). */
+    }
+    return ZH_TLS_HELLO_WAIT;
 }

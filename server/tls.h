@@ -129,6 +129,21 @@ enum zh_tls_sniff {
  * and close. */
 int zh_tls_sniff(int fd);
 
+enum zh_tls_hello {
+    ZH_TLS_HELLO_READY = 0, /* the first record is in the socket buffer whole: create the conn */
+    ZH_TLS_HELLO_WAIT = 1,  /* not yet: SO_RCVLOWAT now makes the fd readable only once it is */
+    ZH_TLS_HELLO_EOF = 2,   /* the peer closed before its first record was complete */
+};
+
+/* After a TLS sniff, on a TCP socket: peek (nothing is consumed) whether the first TLS record (the
+ * ClientHello) has arrived whole, so that no OpenSSL state or buffer is allocated for a client
+ * that stalls before it. While it waits, the socket's SO_RCVLOWAT is the byte count still needed
+ * (no busy loop under level-triggered epoll; *lowat_set is then true) and is set back to 1 before
+ * READY. A record that is not a handshake record, or longer than TLS allows, is READY (OpenSSL
+ * refuses it). Returns an enum zh_tls_hello value or a negative errno. Not for unix sockets (their
+ * poll ignores SO_RCVLOWAT): start TLS at once there. */
+int zh_tls_hello_ready(int fd, bool *lowat_set);
+
 /* What nginx answers to plain HTTP on an HTTPS port; write it and close. */
 #define ZH_TLS_PLAIN_HTTP_RESPONSE \
     "HTTP/1.1 400 Bad Request\r\n" \

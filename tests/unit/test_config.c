@@ -160,6 +160,7 @@ static void test_defaults(void **state)
     assert_false(c->server.zclient_connect);
     assert_int_equal(c->server.stream_maxconn, 10000);
     assert_int_equal(c->server.req_maxconn, 100);
+    assert_int_equal(c->server.max_tls_handshakes, 1024);
     assert_int_equal(c->server.buffer_size, 8192);
     assert_int_equal(c->server.body_buffer_size, 100000);
     assert_int_equal(c->server.messages_max, 100);
@@ -712,6 +713,7 @@ static void test_cli_both_forms_of_every_flag(void **state)
         {"--zclient-req", "ipc:///tmp/zr", E_LIST, O(server.zclient_req), 0, "ipc:///tmp/zr"},
         {"--stream-maxconn", "77", E_INT, O(server.stream_maxconn), 77, NULL},
         {"--req-maxconn", "33", E_INT, O(server.req_maxconn), 33, NULL},
+        {"--max-tls-handshakes", "7", E_INT, O(server.max_tls_handshakes), 7, NULL},
         {"--buffer-size", "4096", E_SIZE, O(server.buffer_size), 4096, NULL},
         {"--body-buffer-size", "1000", E_SIZE, O(server.body_buffer_size), 1000, NULL},
         {"--messages-max", "9", E_INT, O(server.messages_max), 9, NULL},
