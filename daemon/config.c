@@ -1278,16 +1278,22 @@ int zh_config_validate(const struct zh_config *cfg, struct zh_buf *err)
 
 /* ---- --help ---- */
 
+/* The help of one entry and its default, as --help, zhttpd(8) and docs/configuration.md show it. */
+static void help_text(const struct opt *o, bool cli, struct zh_buf *text)
+{
+    zh_buf_puts(text, o->help);
+    /* A switch on the command line is off unless given: its default says nothing. */
+    bool quiet = cli && o->type == T_BOOL && o->def && strcmp(o->def, "false") == 0;
+    if (o->def && !quiet && !strstr(o->help, "[default"))
+        zh_buf_printf(text, " [default:\x01%s]", o->def); /* \x01: a space not to break at */
+}
+
 /* One entry: the left column, then the help (and default) word-wrapped to 100 columns. */
 static void usage_line(FILE *out, int indent, const char *left, const struct opt *o, bool cli)
 {
     enum { COL = 38, WIDTH = 100 };
     struct zh_buf text = {0};
-    zh_buf_puts(&text, o->help);
-    /* A switch on the command line is off unless given: its default says nothing. */
-    bool quiet = cli && o->type == T_BOOL && o->def && strcmp(o->def, "false") == 0;
-    if (o->def && !quiet && !strstr(o->help, "[default"))
-        zh_buf_printf(&text, " [default:\x01%s]", o->def); /* \x01: a space not to break at */
+    help_text(o, cli, &text);
     int col = fprintf(out, "%*s%s", indent, "", left);
     const char *p = zh_buf_cstr(&text);
     bool first = true;
@@ -1365,4 +1371,35 @@ void zh_config_usage(FILE *out)
             usage_line(out, 4, left, o, false);
         }
     }
+}
+
+/* ---- the table for documentation generators (packaging/zhttpd-doc.c) ---- */
+
+int zh_config_doc_entry(size_t i, struct zh_config_doc *d, struct zh_buf *help_cli,
+                        struct zh_buf *help_key)
+{
+    static const char *const titles[] = {
+        [G_GENERAL] = "General",
+        [G_CLIENT] = "Client role",
+        [G_SERVER] = "Server role",
+    };
+    if (i >= NOPTS)
+        return -1;
+    const struct opt *o = &opts[i];
+    memset(d, 0, sizeof(*d));
+    d->flag = o->flag;
+    d->key = o->key;
+    d->in_general = (o->sec & SEC_GENERAL) != 0;
+    d->in_server = (o->sec & SEC_SERVER) != 0;
+    d->group = (int)o->group;
+    d->group_title = titles[o->group];
+    d->arg = takes_value(o) ? o->arg : NULL;
+    d->key_arg = o->arg ? o->arg : "BOOL";
+    d->short_flag = o->type == T_HELP ? 'h' : o->type == T_VERSION ? 'V' : 0;
+    d->def = o->def;
+    if (help_cli)
+        help_text(o, true, help_cli);
+    if (help_key)
+        help_text(o, false, help_key);
+    return 0;
 }

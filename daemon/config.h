@@ -202,4 +202,24 @@ bool zh_config_server_enabled(const struct zh_config *cfg);
 /* Print the complete --help text (flags grouped by role with defaults, then the config keys). */
 void zh_config_usage(FILE *out);
 
+/* One row of the option table, for the generators of zhttpd(8) and docs/configuration.md. */
+struct zh_config_doc {
+    const char *flag;        /* without "--"; NULL = config file only */
+    const char *key;         /* config key; NULL = command line only */
+    bool in_general;         /* key accepted in [General] */
+    bool in_server;          /* key accepted in [server] */
+    int group;               /* 0 general, 1 client role, 2 server role (the --help groups) */
+    const char *group_title; /* "General", "Client role", "Server role" */
+    const char *arg;         /* value name on the command line; NULL = a switch */
+    const char *key_arg;     /* value name in the config file */
+    char short_flag;         /* 'h' or 'V', else 0 */
+    const char *def;         /* default as text; NULL = unset */
+};
+
+/* Row i of the table (0, 1, ... until it returns -1). help_cli / help_key (either may be NULL)
+ * receive the help with its default exactly as --help prints it for the flag / the key; a \x01
+ * byte marks a space that should not break a line. */
+int zh_config_doc_entry(size_t i, struct zh_config_doc *d, struct zh_buf *help_cli,
+                        struct zh_buf *help_key);
+
 #endif

@@ -4,7 +4,9 @@
 #   2. ASan+UBSan build: unit tests again, then the pytest integration suite against this build
 #      (every daemon the tests start is checked for sanitizer reports)
 #   3. coverage build: line coverage of shared/proto by the unit tests (gcovr)
-#   4. fuzz build (clang/libFuzzer): each fuzz target for ZH_FUZZ_SECONDS (default 30) on its seed corpus
+#   4. packages: .deb and .rpm into dist/ (scripts/package.sh), checked by tests/package (lintian,
+#      rpmlint, file lists, install under the policy-rc.d guard, the packaged service's settings, purge)
+#   5. fuzz build (clang/libFuzzer): each fuzz target for ZH_FUZZ_SECONDS (default 30) on its seed corpus
 # Prints the ctest and pytest summary lines and the total wall time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +57,14 @@ if bash scripts/build.sh coverage >/dev/null; then
         fail=1
     fi
 else
+    fail=1
+fi
+
+step "packages (scripts/package.sh, then tests/package: lintian, rpmlint, contents, install, purge)"
+if bash scripts/package.sh; then
+    /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/package || fail=1
+else
+    echo "package.sh: FAILED"
     fail=1
 fi
 
