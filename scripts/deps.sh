@@ -24,6 +24,8 @@ PACKAGES=(
     # packages: .deb (debhelper provides dh-sequence-installsysusers), .rpm, their checks,
     # the man page and systemd-analyze
     debhelper dpkg-dev fakeroot lintian rpm rpmlint man-db systemd
+    # the package test runs the packaged service in a private network namespace (ip, unshare)
+    iproute2 util-linux
 )
 
 if [ "$(id -u)" -ne 0 ]; then
