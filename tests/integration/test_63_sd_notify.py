@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 
 from conftest import build_dir, free_port
 from zhttpd import SANITIZER_MARKERS
@@ -94,5 +93,30 @@ def test_no_ready_when_an_ipc_bind_fails(rundir):
         except socket.timeout:
             pass
         assert got == []
+    finally:
+        stop(p, rundir)
+
+
+def test_unit_execreload_matches_what_sighup_does(rundir):
+    """packaging/zhttpd.service has ExecReload=/bin/kill -HUP $MAINPID exactly when SIGHUP reloads
+    (the daemon keeps running); while SIGHUP stops zhttpd (drain, STOPPING=1, exit 0), no ExecReload."""
+    from conftest import REPO
+    unit = (REPO / "packaging" / "zhttpd.service").read_text()
+    reload_lines = [ln for ln in unit.splitlines() if ln.startswith("ExecReload=")]
+    ns = notify_socket(rundir)
+    p = start(rundir, ["--listen", f"127.0.0.1:{free_port()}", "--zclient-stream",
+                       f"ipc://{rundir}/zc", "--workers", "1"])
+    try:
+        assert ns.recv(4096).decode().startswith("READY=1")
+        p.send_signal(signal.SIGHUP)
+        try:
+            rc = p.wait(5)
+        except subprocess.TimeoutExpired:
+            rc = None
+        if rc is None:
+            assert reload_lines == ["ExecReload=/bin/kill -HUP $MAINPID"]
+        else:
+            assert rc == 0 and reload_lines == []
+            assert ns.recv(4096).decode().startswith("STOPPING=1")
     finally:
         stop(p, rundir)

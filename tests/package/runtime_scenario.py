@@ -23,7 +23,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 UNIT = sys.argv[1] if len(sys.argv) > 1 else "/lib/systemd/system/zhttpd.service"
 EXAMPLES = "/usr/share/doc/zhttpd/examples"
