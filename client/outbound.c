@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -45,6 +46,9 @@ struct zh_outbound {
     uint64_t window_at; /* when this window began (loop ms) */
     struct fdslot *fds; /* indexed by fd, grown on demand */
     size_t n_fds;
+    /* The connection pool of transfers outside the policy (ZH_POOL_TRUSTED): a share handle
+     * holding only a connection cache. Used from this worker's thread only: no lock callbacks. */
+    CURLSH *trusted;
 };
 
 static void check_multi_info(struct zh_outbound *o)
@@ -270,7 +274,21 @@ struct zh_outbound *zh_outbound_new(struct zh_loop *loop)
     curl_multi_setopt(o->multi, CURLMOPT_SOCKETDATA, o);
     curl_multi_setopt(o->multi, CURLMOPT_TIMERFUNCTION, timerfn_cb);
     curl_multi_setopt(o->multi, CURLMOPT_TIMERDATA, o);
+    o->trusted = curl_share_init();
+    if (!o->trusted ||
+        curl_share_setopt(o->trusted, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK) {
+        zh_error("curl_share_init: cannot create the trusted connection pool (out of memory)");
+        abort(); /* as the allocators do on OOM */
+    }
     return o;
+}
+
+void zh_outbound_set_pool(struct zh_outbound *o, CURL *easy, enum zh_outbound_pool pool)
+{
+    /* An easy handle on the share takes and leaves its connections in the share's cache instead
+     * of the multi handle's (curl 7.88: Curl_multi_add_handle picks data->share's conn_cache when
+     * the share has CURL_LOCK_DATA_CONNECT). curl_easy_reset() keeps a share: always set it. */
+    curl_easy_setopt(easy, CURLOPT_SHARE, pool == ZH_POOL_TRUSTED ? o->trusted : NULL);
 }
 
 void zh_outbound_free(struct zh_outbound *o)
@@ -278,7 +296,11 @@ void zh_outbound_free(struct zh_outbound *o)
     if (!o)
         return;
     zh_loop_timer_stop(o->loop, &o->timer);
-    /* Closes the cached connections, through closesocket_cb: their parked watchers go too. */
+    /* Both close their cached connections through closesocket_cb, which needs o: their parked
+     * watchers go too. Every easy handle has left the share by now (the request context frees
+     * its pooled handles first). */
+    if (curl_share_cleanup(o->trusted) != CURLSHE_OK)
+        zh_warn("trusted connection pool still in use at shutdown");
     curl_multi_cleanup(o->multi);
     for (size_t i = 0; i < o->n_fds; i++) {
         struct sockw *w = unpark(o, (curl_socket_t)i);

@@ -28,6 +28,17 @@ void zh_outbound_free(struct zh_outbound *o);
  * Sets the transfer's CURLOPT_PRIVATE and CURLOPT_CLOSESOCKETFUNCTION/DATA. */
 int zh_outbound_add(struct zh_outbound *o, CURL *easy, zh_outbound_done_cb *done, void *data);
 
+/* Connection pools, one per trust context: a connection opened by a transfer of one pool is
+ * only ever reused by transfers of the same pool (see docs/internals/client-engine.md). */
+enum zh_outbound_pool {
+    ZH_POOL_CHECKED = 0, /* policy-checked transfers: the multi handle's connection cache */
+    ZH_POOL_TRUSTED = 1, /* transfers outside the policy (ignore-policies): a cache of their own */
+};
+
+/* Put a transfer in a pool; call before zh_outbound_add() (every time: a reused easy handle
+ * keeps its last pool). */
+void zh_outbound_set_pool(struct zh_outbound *o, CURL *easy, enum zh_outbound_pool pool);
+
 /* Abort a running transfer (done is not called). Safe outside curl callbacks only. */
 void zh_outbound_remove(struct zh_outbound *o, CURL *easy);
 

@@ -1074,11 +1074,9 @@ static void configure(struct zh_request *r, const struct zh_zhttp_packet *pkt)
         curl_easy_setopt(e, CURLOPT_MAXLIFETIME_CONN, (long)((cfg->conn_max_age_ms + 999) / 1000));
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, r);
-    if (r->ignore_policies) {
-        /* A connection made outside the policy must never serve a checked request. */
-        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
-    }
+    /* A connection made outside the policy must never serve a checked request, and the other
+     * way round: each trust context has a pool of its own (reuse within it is fine). */
+    zh_outbound_set_pool(r->ctx->out, e, r->ignore_policies ? ZH_POOL_TRUSTED : ZH_POOL_CHECKED);
     if (r->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, r->connect_to);
     if (pkt->ignore_tls_errors) {

@@ -4,7 +4,7 @@ forms, config shapes, request paths, the expected verdict of every row) and a re
     RecordingOrigin()   HTTP/1.1 listeners on every address of ORIGIN_ADDRS, all on one port. It
                         records every TCP connection it accepts (.conns: the local address, in
                         accept order) and every request (.requests: (address, method, target,
-                        Host)). /goto?to=URL answers 302 Location URL; anything else 200
+                        Host, connection id)). /goto?to=URL answers 302 Location URL; anything else 200
                         "ok <address>". Connections are kept alive (HTTP/1.1) unless
                         keep_alive=False, so a daemon that reused a connection where the policy
                         forbids it is caught by the requests it sends. sync() returns once every connection made before the call has been
@@ -44,9 +44,10 @@ class RecordingOrigin:
         self.addrs = addrs
         self.keep_alive = keep_alive
         self.conns = []     # local address of every accepted connection (sync probes excluded)
-        self.requests = []  # (address, method, target, host)
+        self.requests = []  # (address, method, target, host, connection id)
         self._lock = threading.Lock()
         self._probes = {}   # (ip, port) of our own sync connections -> threading.Event
+        self._next_id = 0   # connection ids, in accept order
         self._sel = selectors.DefaultSelector()
         self._stop = threading.Event()
         self.port, self._listeners = self._bind(addrs)
@@ -102,9 +103,13 @@ class RecordingOrigin:
                     conn.close()
                     probe.set()
                     continue
-                threading.Thread(target=self._serve, args=(conn, key.data), daemon=True).start()
+                with self._lock:
+                    self._next_id += 1
+                    cid = self._next_id
+                threading.Thread(target=self._serve, args=(conn, key.data, cid),
+                                 daemon=True).start()
 
-    def _serve(self, conn, addr):
+    def _serve(self, conn, addr, cid):
         conn.settimeout(30)
         data = b""
         try:
@@ -129,7 +134,7 @@ class RecordingOrigin:
                     data += chunk
                 data = data[need:]
                 with self._lock:
-                    self.requests.append((addr, method, target, hdrs.get("host")))
+                    self.requests.append((addr, method, target, hdrs.get("host"), cid))
                 close = b"Connection: close\r\n" if not self.keep_alive else b""
                 path, _, query = target.partition("?")
                 if path == "/goto":
@@ -335,6 +340,9 @@ class Row:
     pkt: dict = field(default_factory=dict)
     zurl_diff: str = None  # zurl rows: why Zurl's verdict differs (the row is xfail for zurl)
     zurl_alt: str = None   # zurl rows: why Zurl may answer remote-connection-failed instead
+    pre: dict = None       # trust-context rows: fields of a request sent first to the same uri
+    fresh: bool = None     # True: the row's request opens a connection of its own; False: it
+    #                        reuses the one the first request left (no new connection)
 
     @property
     def id(self):

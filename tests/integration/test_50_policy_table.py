@@ -191,6 +191,39 @@ def name_rows(cfg):
     return rows
 
 
+# Trust contexts (issue 12): a connection opened outside the policy (ignore-policies) never
+# serves a policy-checked request and the other way round; trusted requests reuse among
+# themselves. Each row sends a first request to the same uri, then the row's own.
+TRUST_RULES = {"exact", "cidr-short-8", "name-exact", "v6-len"}
+TRUSTED = {"ignore-policies": True}
+
+
+def trust_rows(cfg):
+    rows = []
+    if cfg.rule.id not in TRUST_RULES or not cfg.shape.ignore_ok:
+        return rows
+    reps = _reps(cfg)
+    hosts = [(t, addr_allowed(cfg, t), TARGETS[t]) for t in reps]
+    for t in reps:
+        if t in V6_TARGETS:
+            continue
+        for path, name, cands in _name_answers(t):
+            if path == "name-a":
+                name_ok, host_allowed = name_verdict(cfg, name)
+                hosts.append((name, name_ok and addr_allowed(cfg, t, host_allowed), TARGETS[t]))
+    for host, ok, land in hosts:
+        if host in V6_TARGETS and not cfg.v6:
+            continue
+        rows.append(Row("zhttpd", cfg, "checked-after-trusted", host, "ok" if ok else PV,
+                        (land,) if ok else (), pre=TRUSTED, fresh=True if ok else None))
+        if ok:
+            rows.append(Row("zhttpd", cfg, "trusted-after-checked", host, "ok", (land,),
+                            pkt=TRUSTED, pre={}, fresh=True))
+        rows.append(Row("zhttpd", cfg, "trusted-twice", host, "ok", (land,), pkt=TRUSTED,
+                        pre=TRUSTED, fresh=False))
+    return rows
+
+
 def configs():
     out = []
     for rule in RULES:
@@ -230,6 +263,7 @@ def all_rows():
     for cfg in configs():
         rows += literal_rows("zhttpd", cfg)
         rows += name_rows(cfg)
+        rows += trust_rows(cfg)
     rows += _v6_hole_rows()
     zurl = []
     for cfg in configs():
@@ -274,8 +308,10 @@ class Fleet:
             lines = cfg.lines()
             if binary == "zhttpd":
                 lines = [f"dns_servers={self.dns.server}"] + lines
+            # one worker: the trust-context rows rely on both requests meeting the same pools
+            args = ["--workers", "1"] if binary == "zhttpd" else []
             self.daemon = Daemon(binary, self.rundir, lines, f"{binary}-{uuid.uuid4().hex[:6]}",
-                                 name=name, defpolicy=cfg.shape.defpolicy).start()
+                                 name=name, defpolicy=cfg.shape.defpolicy, args=args).start()
             self.req = ReqClient(self.ctx, self.daemon, "DEALER")
             self.rq = Requester(self.ctx, self.daemon)
             self.key = key
@@ -339,6 +375,17 @@ def test_policy_row(row, fleet, origin):
     pkt.update({k: _fill(v, port) for k, v in row.pkt.items()})
     if "connect-port" in pkt:
         pkt["connect-port"] = int(pkt["connect-port"])
+    pre_conn = None
+    if row.pre is not None:
+        first = dict(pkt, id=uuid.uuid4().hex[:8], uri=pkt["uri"].replace("/final", "/first"))
+        for k in ("ignore-policies",):
+            first.pop(k, None)
+        first.update(row.pre)
+        pre_mark = origin.mark()
+        rep = fl.req.call(first)
+        assert rep.get("code") == 200, f"the first request failed: {rep!r}"
+        _, pre_reqs = origin.since(pre_mark)
+        pre_conn = pre_reqs[-1][4]
     mark = origin.mark()
     if row.path.endswith("stream") or row.path == "stream":
         rep = _stream(fl, pkt)
@@ -353,6 +400,14 @@ def test_policy_row(row, fleet, origin):
     unexpected = [c for c in conns if c not in allowed]
     assert not unexpected, f"connections the table forbids: {unexpected} (all: {conns}); " \
                            f"reply {rep!r}"
+    if row.fresh is not None:
+        row_conn = [r[4] for r in reqs if r[2].endswith("/final")]
+        if row.fresh:
+            assert row_conn and pre_conn not in row_conn, \
+                f"the request rode on the other trust context's connection #{pre_conn}"
+        else:
+            assert row_conn == [pre_conn], \
+                f"expected connection #{pre_conn} reused, got {row_conn} (new: {conns})"
     if row.expect == "ok":
         assert rep.get("code") == 200, f"expected 200 via {row.land}, got {rep!r}"
         final = [r for r in reqs if r[2] != "/goto" and not r[2].startswith("/goto?")]
@@ -380,3 +435,78 @@ def test_table_size():
           f"({sum(1 for r in z if r.zurl_diff)} xfail for a documented zurl difference, "
           f"{sum(1 for r in z if r.zurl_alt)} accepting zurl's remote-connection-failed)")
     assert len(zh) >= 300 and len(z) >= 100
+
+
+# ---- trust contexts with a name that changes its answer (issue 12 item 2) ----------------------
+
+@pytest.fixture
+def tc(tmp_path, origin):
+    """zhttpd with the default policy and allow=127.0.0.2 (127.0.0.1 denied), one worker, names
+    through its own DNS responder; yields (daemon, dns, ReqClient, Requester)."""
+    ctx = zmq.Context()
+    with DNSResponder({}, default_ttl=1) as dns:
+        d = Daemon("zhttpd", tmp_path, [f"dns_servers={dns.server}", "allow=127.0.0.2"],
+                   f"tc-{uuid.uuid4().hex[:6]}", defpolicy=None,
+                   args=["--workers", "1"]).start()
+        try:
+            yield d, dns, ReqClient(ctx, d, "DEALER")
+        finally:
+            d.stop()
+    ctx.destroy(linger=0)
+
+
+def _after_ttl():
+    """The resolver keeps an answer at least 1 s (its TTL clamp): let the 1 s TTL run out."""
+    import time
+    time.sleep(1.3)
+
+
+@pytest.mark.parametrize("order", ["trusted-then-checked", "checked-then-trusted"])
+def test_trusted_and_checked_connections_never_mix(tc, origin, order):
+    """NAME resolves to 127.0.0.1 (denied) for the ignore-policies request, then to 127.0.0.2
+    (allowed) for the policy-checked one, same NAME:PORT (curl matches cached connections by
+    host name and port, not by address). The checked request must open its own connection to
+    127.0.0.2 and 127.0.0.1 must see no second request; and the other way round."""
+    d, dns, c = tc
+    first, second = ("127.0.0.1", "127.0.0.2") if order == "trusted-then-checked" else \
+        ("127.0.0.2", "127.0.0.1")
+    dns.set("tc.test", {"A": [first], "ttl": 1}, {"A": [second], "ttl": 1})
+    uri = f"http://tc.test:{origin.port}/tc"
+    trusted = {"ignore-policies": True}
+    f1, f2 = (trusted, {}) if order == "trusted-then-checked" else ({}, trusted)
+    mark = origin.mark()
+    rep = c.call(dict({"id": "1", "method": "GET", "uri": uri}, **f1))
+    assert rep.get("code") == 200 and rep["body"] == f"ok {first}".encode(), rep
+    _after_ttl()
+    rep = c.call(dict({"id": "2", "method": "GET", "uri": uri}, **f2))
+    conns, reqs = origin.since(mark)
+    assert [r[0] for r in reqs] == [first, second], reqs
+    assert conns == [first, second], f"the second request rode on the first's connection: {conns}"
+    assert rep.get("code") == 200 and rep["body"] == f"ok {second}".encode(), rep
+    assert dns.count("tc.test", "A") == 2
+
+
+def test_trusted_requests_reuse_connections_among_themselves(tc, origin):
+    """ignore-policies requests (Pushpin's proxied requests) keep connection reuse: the origin
+    sees fewer connections than requests, in req and in stream mode."""
+    d, dns, c = tc
+    mark = origin.mark()
+    n = 8
+    for i in range(n):
+        rep = c.call({"id": f"r{i}", "method": "GET", "uri": f"http://127.0.0.1:{origin.port}/r",
+                      "ignore-policies": True})
+        assert rep.get("code") == 200, rep
+    rq = Requester(zmq.Context.instance(), d)
+    try:
+        for i in range(n):
+            s = Session(rq)
+            s.start("GET", f"http://127.0.0.1:{origin.port}/s", credits=10 ** 6,
+                    ignore_policies=True)
+            head, body, _ = s.response()
+            assert head["code"] == 200 and body == b"ok 127.0.0.1"
+    finally:
+        rq.close()
+    conns, reqs = origin.since(mark)
+    assert len(reqs) == 2 * n
+    assert len(conns) < 2 * n and len(conns) <= 2, \
+        f"{len(conns)} connections for {2 * n} trusted requests: no reuse"
