@@ -96,3 +96,21 @@ def test_trust_connect_host(daemon, zctx, pki, no_dns):
         assert rep.get("code") == 200, rep
         assert rep["body"] == TLS_HELLO
         assert o.requests[0][2]["Host"] == f"wrong.test:{o.port}"
+
+
+def test_unverified_connection_never_serves_a_verified_request(daemon, zctx, pki):
+    """A connection opened with ignore-tls-errors stays kept alive, but curl only reuses it for
+    transfers with the same TLS verification settings (docs/internals/client-engine.md "Trust
+    contexts"): the verified request that follows makes its own handshake and fails it."""
+    d = daemon(args=["--workers", "1"])  # one worker: both requests meet the same cache
+    with TlsOrigin(pki.self_cert, pki.self_key) as o:
+        c = ReqClient(zctx, d, "DEALER")
+        rep = c.call({"id": "a", "method": "GET", "uri": o.url("/hello"),
+                      "ignore-tls-errors": True})
+        assert rep["code"] == 200 and rep["body"] == TLS_HELLO
+        rep = c.call({"id": "b", "method": "GET", "uri": o.url("/hello")})
+        assert rep["type"] == b"error" and rep["condition"] == b"tls-error", rep
+        assert len(o.requests) == 1
+        rep = c.call({"id": "c", "method": "GET", "uri": o.url("/hello"),
+                      "ignore-tls-errors": True})
+        assert rep["code"] == 200 and len(o.requests) == 2
