@@ -715,7 +715,7 @@ static bool url_origin(const char *url, char **scheme, char **host, char **port)
 /* Both URLs have the same scheme, host and port (anything unparsable counts as another origin). */
 static bool same_origin(const char *a, const char *b)
 {
-    char *sa, *ha, *pa, *sb, *hb, *pb;
+    char *sa = NULL, *ha = NULL, *pa = NULL, *sb = NULL, *hb = NULL, *pb = NULL;
     bool same = url_origin(a, &sa, &ha, &pa) && url_origin(b, &sb, &hb, &pb) &&
                 strcasecmp(sa, sb) == 0 && strcasecmp(ha, hb) == 0 && strcmp(pa, pb) == 0;
     curl_free(sa);
