@@ -10,8 +10,10 @@
 #include "shared/rt/log.h"
 #include "shared/rt/zroute.h"
 
-#define QUEUE_MAX       1024         /* requests waiting for a slot, per worker */
-#define DATA_PACKET_MAX (256 * 1024) /* body bytes in one response packet */
+#define QUEUE_MAX       1024                  /* requests waiting for a slot, per worker */
+#define QUEUE_FULL      "service-unavailable" /* the condition of a request the full queue refuses */
+#define REFUSED_LOG_MS  1000                  /* one log line per second at most for refusals */
+#define DATA_PACKET_MAX (256 * 1024)          /* body bytes in one response packet */
 #define TABLE_MIN       64
 
 /* One request: a stream session (keyed by (from, id)) or a req-mode exchange. Every state change
@@ -76,6 +78,9 @@ struct zh_client {
     size_t n_running;
     struct csess *q_head, *q_tail;
     size_t n_queued;
+    struct zh_io slots_io;   /* a slot was given back somewhere: try the queue again */
+    uint64_t refused_log_at; /* last "queue full" log line */
+    uint64_t refused;        /* refusals since that line */
     struct csess *dead;
     struct zh_defer reap;
     struct zh_defer admit;
@@ -328,6 +333,8 @@ static void end_session(struct csess *s)
     if (s->running) {
         s->running = false;
         c->n_running--;
+        if (c->cfg.slots)
+            zh_slots_put(c->cfg.slots); /* wakes the workers whose requests wait */
         if (c->q_head)
             zh_loop_defer(c->loop, &c->admit);
     }
@@ -502,7 +509,8 @@ static uint64_t next_due(const struct csess *s)
     }
     if (s->deadline && s->deadline < at)
         at = s->deadline;
-    if (c->cfg.timeout_ms && s->state != CS_QUEUED && s->active_at + c->cfg.timeout_ms < at)
+    /* Time spent waiting for a slot counts: active_at starts when the request is accepted. */
+    if (c->cfg.timeout_ms && s->active_at + c->cfg.timeout_ms < at)
         at = s->active_at + c->cfg.timeout_ms;
     return at;
 }
@@ -530,12 +538,14 @@ static void timer_cb(struct zh_timer *t, void *data)
         return;
     }
     if (s->deadline && now >= s->deadline) {
-        zh_info("session %s/%s: its timeout elapsed", s->from, s->id);
+        zh_info("session %s/%s: its timeout elapsed%s", s->from, s->id,
+                s->state == CS_QUEUED ? " (waiting for a request slot)" : "");
         fail(s, "session-timeout");
         return;
     }
-    if (c->cfg.timeout_ms && s->state != CS_QUEUED && now >= s->active_at + c->cfg.timeout_ms) {
-        zh_info("session %s/%s: no activity for %u ms", s->from, s->id, c->cfg.timeout_ms);
+    if (c->cfg.timeout_ms && now >= s->active_at + c->cfg.timeout_ms) {
+        zh_info("session %s/%s: no activity for %u ms%s", s->from, s->id, c->cfg.timeout_ms,
+                s->state == CS_QUEUED ? " (waiting for a request slot)" : "");
         fail(s, "session-timeout");
         return;
     }
@@ -552,7 +562,6 @@ static void start_request(struct csess *s)
     s->running = true;
     c->n_running++;
     set_state(s, CS_REQUESTING);
-    s->active_at = zh_loop_now(c->loop);
     if (s->stream && !s->quiet)
         zh_request_set_window(s->req, s->ss.send_credits > 0 ? (uint64_t)s->ss.send_credits : 0);
     zh_request_start(s->req);
@@ -565,36 +574,79 @@ static void start_request(struct csess *s)
     arm_timer(s);
 }
 
-static bool slot_free(const struct zh_client *c)
+/* Take one of the process-wide slots (max_open_requests), if any is free. */
+static bool slot_take(struct zh_client *c)
 {
-    return c->cfg.max_open_requests == 0 || c->n_running < c->cfg.max_open_requests;
+    return !c->cfg.slots || zh_slots_take(c->cfg.slots);
+}
+
+static void start_first_queued(struct zh_client *c)
+{
+    struct csess *s = c->q_head;
+    c->q_head = s->qnext;
+    if (!c->q_head)
+        c->q_tail = NULL;
+    s->qnext = NULL;
+    c->n_queued--;
+    start_request(s);
 }
 
 static void admit_cb(struct zh_defer *d, void *data)
 {
     struct zh_client *c = data;
     ZH_UNUSED(d);
-    while (c->q_head && slot_free(c)) {
-        struct csess *s = c->q_head;
-        c->q_head = s->qnext;
-        if (!c->q_head)
-            c->q_tail = NULL;
-        s->qnext = NULL;
-        c->n_queued--;
-        start_request(s);
+    for (;;) {
+        while (c->q_head && slot_take(c))
+            start_first_queued(c);
+        if (!c->cfg.slots)
+            return;
+        /* Say that this worker waits before the last try: a slot given back after that try
+         * finds the flag and wakes us (client/slots.h). */
+        bool waiting = c->q_head != NULL;
+        zh_slots_set_waiting(c->cfg.slots, c->worker, waiting);
+        if (!waiting || !slot_take(c))
+            return;
+        start_first_queued(c);
     }
+}
+
+static void slots_cb(struct zh_io *io, uint32_t revents, void *data)
+{
+    struct zh_client *c = data;
+    ZH_UNUSED(io);
+    ZH_UNUSED(revents);
+    zh_slots_drain(c->cfg.slots, c->worker);
+    if (c->q_head)
+        zh_loop_defer(c->loop, &c->admit);
+}
+
+/* A request the full queue refuses: logged at most once per REFUSED_LOG_MS, with the count. */
+static void log_refused(struct zh_client *c, const struct csess *s)
+{
+    uint64_t now = zh_loop_now(c->loop);
+    c->refused++;
+    if (c->refused_log_at && now - c->refused_log_at < REFUSED_LOG_MS)
+        return;
+    zh_warn("worker %u: %zu requests already wait for a slot (max_open_requests %u, all taken): "
+            "%llu request(s) refused with %s, latest %s/%s",
+            c->worker, c->n_queued, c->cfg.slots ? zh_slots_limit(c->cfg.slots) : 0,
+            (unsigned long long)c->refused, QUEUE_FULL, s->from, s->id);
+    c->refused = 0;
+    c->refused_log_at = now;
 }
 
 /* Run s now or queue it. Returns false when the queue is full (the caller answers). */
 static bool admit_or_queue(struct csess *s)
 {
     struct zh_client *c = s->c;
-    if (!c->q_head && slot_free(c)) {
+    if (!c->q_head && slot_take(c)) {
         start_request(s);
         return true;
     }
-    if (c->n_queued >= QUEUE_MAX)
+    if (c->n_queued >= QUEUE_MAX) {
+        log_refused(c, s);
         return false;
+    }
     set_state(s, CS_QUEUED);
     if (c->q_tail)
         c->q_tail->qnext = s;
@@ -605,6 +657,8 @@ static bool admit_or_queue(struct csess *s)
     zh_debug("worker %u: %s/%s waits for a slot (%zu running, %zu waiting)", c->worker, s->from,
              s->id, c->n_running, c->n_queued);
     arm_timer(s);
+    if (c->n_queued == 1)
+        zh_loop_defer(c->loop, &c->admit); /* announce the wait, then try once more */
     return true;
 }
 
@@ -635,6 +689,7 @@ static const char *prepare(struct csess *s, const struct zh_zhttp_packet *pkt, b
     if (pkt->ignore_policies && !c->cfg.http.allow_ignore_policies)
         zh_info("%s/%s: ignore-policies refused by allow_ignore_policies=false", s->from, s->id);
     const char *cond = NULL;
+    s->active_at = zh_loop_now(c->loop); /* the inactivity limit counts from acceptance */
     s->req = zh_request_new(c->rctx, pkt, &o, req_event, s, &cond);
     if (s->req && (pkt->has & ZH_ZF_TIMEOUT) && pkt->timeout > 0)
         s->deadline = zh_loop_now(c->loop) + (uint64_t)pkt->timeout;
@@ -755,12 +810,14 @@ static void on_req(struct zh_client *c, struct zh_zmsg *m)
         memcpy(s->from, pkt->from.p, pkt->from.n);
     zh_buf_append(&s->user_data, pkt->user_data.p, pkt->user_data.n);
     const char *cond = prepare(s, pkt, false);
+    bool full = false;
     if (!cond && !admit_or_queue(s)) {
-        zh_warn("client-req: %zu requests already waiting, request refused", c->n_queued);
-        cond = "undefined-condition";
+        cond = QUEUE_FULL;
+        full = true;
     }
     if (cond) {
-        zh_info("client-req: request refused: %s", cond);
+        if (!full)
+            zh_info("client-req: request refused: %s", cond);
         struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);
         p->condition = zh_span_str(cond);
         send_pkt(s, p);
@@ -846,9 +903,11 @@ static void on_first(struct zh_client *c, struct zh_zhttp_packet *pkt, bool json
     }
     send_pkt(s, ack);
     if (!admit_or_queue(s)) {
-        zh_warn("client-in: %zu requests already waiting, %s/%s refused", c->n_queued, s->from,
-                s->id);
-        fail(s, "undefined-condition");
+        /* Logged by log_refused(); the requester is told without a line per request. */
+        struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);
+        p->condition = zh_span_str(QUEUE_FULL);
+        send_pkt(s, p);
+        end_session(s);
     }
 }
 
@@ -1012,6 +1071,10 @@ struct zh_client *zh_client_new(struct zh_loop *loop, struct zh_zport *port, uns
     c->rep = zh_malloc(sizeof(*c->rep));
     zh_defer_init(&c->reap, reap_cb, c);
     zh_defer_init(&c->admit, admit_cb, c);
+    if (c->cfg.slots) {
+        zh_io_init(&c->slots_io, zh_slots_fd(c->cfg.slots, worker), slots_cb, c);
+        zh_io_set(loop, &c->slots_io, ZH_EV_READ);
+    }
     return c;
 }
 
@@ -1047,6 +1110,10 @@ void zh_client_free(struct zh_client *c)
     if (!c)
         return;
     zh_client_shutdown(c, 1);
+    if (c->cfg.slots) {
+        zh_io_stop(c->loop, &c->slots_io);
+        zh_slots_set_waiting(c->cfg.slots, c->worker, false);
+    }
     zh_request_ctx_free(c->rctx);
     zh_resolver_free(c->resolver);
     zh_outbound_free(c->out);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "client/request.h"
+#include "client/slots.h"
 #include "shared/proto/session.h"
 #include "shared/rt/loop.h"
 #include "shared/rt/zbridge.h"
@@ -24,7 +25,7 @@ struct zh_client_config {
     struct zh_session_params params; /* keep-alive / expiry */
     uint64_t max_response_size;      /* non-stream responses without max-size (1 MiB) */
     uint32_t timeout_ms;             /* HTTP inactivity limit (Zurl `timeout`), 0 = none */
-    unsigned max_open_requests;      /* per worker, 0 = unlimited; beyond it requests wait */
+    struct zh_slots *slots;          /* max_open_requests, shared by every worker; NULL = none */
     size_t buffer_size;              /* credits granted for a streamed request body (200000) */
     struct zh_request_config http;   /* outbound HTTP settings (connect timeout, TLS, policy...) */
     struct zh_resolver_config dns;   /* the worker's resolver (dns_servers, allow_ipv6) */

@@ -41,6 +41,7 @@ struct daemon {
     struct zh_server_limits limits;  /* --stream-maxconn / --req-maxconn, shared by the workers */
     struct zh_tls_store *tls;        /* --tls-identities-dir, when a listener has tls */
     struct zh_policy *client_policy; /* outbound access policy, shared by the workers */
+    struct zh_slots *client_slots;   /* max_open_requests, shared by the workers (NULL = none) */
 };
 
 /* BASE-suffix for ipc/inproc bases; tcp://host:P+offset for tcp bases. */
@@ -140,10 +141,7 @@ static void build_engine_configs(struct daemon *d)
     c->max_response_size = 1024 * 1024;
     c->timeout_ms = (uint32_t)cc->timeout_ms;
     c->buffer_size = cc->buffer_size;
-    /* Zurl's max_open_requests is for the whole process: each worker takes its share. */
-    c->max_open_requests = cc->max_open_requests > 0
-                               ? ((unsigned)cc->max_open_requests + d->n_workers - 1) / d->n_workers
-                               : 0;
+    c->slots = NULL; /* build_client_slots */
     c->http.connect_timeout_ms = (uint32_t)cc->connect_timeout_ms;
     c->http.conn_max_age_ms = cc->connection_max_time_ms;
     c->http.http2 = cc->http2;
@@ -169,6 +167,20 @@ static void build_engine_configs(struct daemon *d)
                           (unsigned)cfg->server.req_maxconn);
     zh_server_limits_set_tls_handshakes(&d->limits, (unsigned)cfg->server.max_tls_handshakes);
     s->limits = &d->limits;
+}
+
+/* Zurl's max_open_requests is one limit for the whole process: slots shared by the workers. */
+static int build_client_slots(struct daemon *d, struct zh_buf *err)
+{
+    if (!zh_config_client_enabled(&d->cfg) || d->cfg.client.max_open_requests <= 0)
+        return 0;
+    d->client_slots = zh_slots_new((unsigned)d->cfg.client.max_open_requests, d->n_workers);
+    if (!d->client_slots) {
+        zh_buf_printf(err, "max_open_requests: %s", strerror(errno));
+        return -1;
+    }
+    d->client_cfg.slots = d->client_slots;
+    return 0;
 }
 
 /* The outbound access policy of the client role (allow/deny/defpolicy), shared read-only by the
@@ -288,6 +300,7 @@ static void teardown(struct daemon *d)
         zh_worker_free(d->workers[i]);
     zh_zbridge_free(d->bridge);
     zh_policy_free(d->client_policy);
+    zh_slots_free(d->client_slots);
     zh_resolver_library_cleanup(); /* every worker's resolver is gone */
     zh_tls_store_free(d->tls);
     zh_free(d->workers);
@@ -445,7 +458,8 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     build_engine_configs(&d);
     if (check_listeners(&d, &err) < 0 || build_client_policy(&d, &err) < 0 ||
-        build_bridge(&d, &err) < 0 || build_workers(&d) < 0 || build_listener(&d, &err) < 0) {
+        build_client_slots(&d, &err) < 0 || build_bridge(&d, &err) < 0 || build_workers(&d) < 0 ||
+        build_listener(&d, &err) < 0) {
         zh_error("startup failed: %s", err.len ? zh_buf_cstr(&err) : "see above");
         teardown(&d);
         curl_global_cleanup();

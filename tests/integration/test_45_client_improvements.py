@@ -7,7 +7,7 @@ import time
 
 import zmq
 
-from origins import AppOrigin, HELLO, RawOrigin, pattern
+from origins import AppOrigin, HELLO, RawOrigin, drip_handler, pattern, silent_handler
 from zrequester import (ReqClient, Requester, Session, binary, daemon, decode,  # noqa: F401
                         header_values, zhttpd_only)
 
@@ -150,3 +150,110 @@ def test_other_requesters_cancel_does_not_touch_my_session(daemon, zctx):
         other.later({"from": other.ident, "id": "shared", "seq": 1, "type": "cancel"})
         head, body, _ = s.response()
         assert head["code"] == 200 and body == b"slow done"
+
+
+# ---- admission: max_open_requests for the whole process, queued deadlines, a full queue ----------
+
+def _wait(pred, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+@zhttpd_only("--workers is a zhttpd flag")
+def test_max_open_requests_is_process_wide(daemon, zctx):
+    """max_open_requests=1 with 4 workers: a black-hole origin (accepts, never answers) sees exactly
+    one connection while 8 requests (hashed over the workers) are in."""
+    d = daemon(conf=["max_open_requests=1"], args=["--workers", "4"])
+    c = ReqClient(zctx, d, "DEALER")
+    with RawOrigin(silent_handler) as o:
+        for i in range(8):
+            c.send({"id": f"bh{i}", "method": "GET", "uri": o.url(f"/{i}")})
+        _wait(lambda: o.conns >= 1, what="the first connection")
+        time.sleep(1.0)
+        assert o.conns == 1, f"{o.conns} connections for max_open_requests=1"
+
+
+@zhttpd_only("--workers is a zhttpd flag")
+def test_a_slot_freed_on_one_worker_starts_a_request_waiting_on_another(daemon, zctx):
+    d = daemon(conf=["max_open_requests=1"], args=["--workers", "4"])
+    c = ReqClient(zctx, d, "DEALER")
+    with AppOrigin() as o:
+        for i in range(8):
+            c.send({"id": f"x{i}", "method": "GET", "uri": o.url("/slow/100")})
+        got = sorted(c.recv(timeout=15)["id"] for _ in range(8))
+        assert got == sorted(f"x{i}".encode() for i in range(8))
+        assert o.max_active == 1
+
+
+def _hold_the_slot(c, origin):
+    """A request that keeps the only slot busy and active (a body that drips forever)."""
+    c.send({"id": "holder", "method": "GET", "uri": origin.url("/drip")})
+    _wait(lambda: origin.conns >= 1, what="the holder's connection")
+
+
+@zhttpd_only("--workers is a zhttpd flag (one worker: the second request must wait)")
+def test_queued_request_honours_its_timeout_field(daemon, zctx):
+    d = daemon(conf=["max_open_requests=1"], args=["--workers", "1"])
+    c = ReqClient(zctx, d, "DEALER")
+    with RawOrigin(drip_handler) as o:
+        _hold_the_slot(c, o)
+        c.send({"id": "queued", "method": "GET", "uri": o.url("/q"), "timeout": 1000})
+        rep = c.recv(timeout=10)
+        assert rep["id"] == b"queued", rep
+        assert rep["type"] == b"error" and rep["condition"] == b"session-timeout", rep
+        assert o.conns == 1 and not o.peer_closed.is_set(), "the holder ended first"
+        d.wait_log(r"queued: its timeout elapsed \(waiting for a request slot\)")
+
+
+@zhttpd_only("--workers is a zhttpd flag (one worker: the second request must wait)")
+def test_queued_time_counts_toward_the_timeout_setting(daemon, zctx):
+    """timeout=1 (s of inactivity): a request that waits for a slot behind an active one gets
+    session-timeout while the active one still runs."""
+    d = daemon(conf=["max_open_requests=1", "timeout=1"], args=["--workers", "1"])
+    c = ReqClient(zctx, d, "DEALER")
+    with RawOrigin(drip_handler) as o:
+        _hold_the_slot(c, o)
+        c.send({"id": "queued", "method": "GET", "uri": o.url("/q")})
+        rep = c.recv(timeout=10)
+        assert rep["id"] == b"queued", rep
+        assert rep["type"] == b"error" and rep["condition"] == b"session-timeout", rep
+        assert o.conns == 1 and not o.peer_closed.is_set(), "the holder ended first"
+
+
+@zhttpd_only("--workers is a zhttpd flag; Zurl stops reading requests instead of queueing them")
+def test_full_queue_answers_service_unavailable_and_logs_at_a_rate(daemon, zctx):
+    """One worker, one slot held by a black hole, 1024 waiting: the next ones get
+    service-unavailable (docs/internals/client-engine.md), logged once per second at most."""
+    d = daemon(conf=["max_open_requests=1"], args=["--workers", "1"])
+    c = ReqClient(zctx, d, "DEALER")
+    with RawOrigin(silent_handler) as o:
+        c.send({"id": "holder", "method": "GET", "uri": o.url("/")})
+        _wait(lambda: o.conns >= 1, what="the holder's connection")
+        for i in range(1024):
+            c.send({"id": f"q{i}", "method": "GET", "uri": o.url("/")})
+        for i in range(20):
+            c.send({"id": f"over{i}", "method": "GET", "uri": o.url("/")})
+        reps = [c.recv(timeout=10) for _ in range(20)]
+        assert sorted(r["id"] for r in reps) == sorted(f"over{i}".encode() for i in range(20))
+        assert {(r["type"], r["condition"]) for r in reps} == {(b"error", b"service-unavailable")}
+        assert c.silent(0.5)
+        lines = d.wait_log("refused with service-unavailable").count(
+            "refused with service-unavailable")
+        assert 1 <= lines <= 3, f"{lines} log lines for 20 refusals"
+
+
+@zhttpd_only("--workers is a zhttpd flag (one worker: the session must wait)")
+def test_queued_stream_session_expires_when_its_requester_goes_silent(daemon, zctx):
+    d = daemon(conf=["max_open_requests=1", "session_expiry_ms=1500",
+                     "keepalive_interval_ms=500"], args=["--workers", "1"])
+    c = ReqClient(zctx, d, "DEALER")
+    rq = Requester(zctx, d)
+    with RawOrigin(drip_handler) as o:
+        _hold_the_slot(c, o)
+        s = Session(rq, rid="waiting")
+        s.start("GET", o.url("/q"), credits=1000)
+        s.ack()
+        d.wait_log(r"session \S+/waiting expired after 1500 ms", timeout=10)
+        assert o.conns == 1 and not o.peer_closed.is_set(), "the holder ended first"
