@@ -1,8 +1,15 @@
-/* zhttp_load: closed-loop ZHTTP req-mode load driver (client mode of zhttpd / Zurl).
+/* zhttp_load: closed-loop ZHTTP load driver (client mode of zhttpd / Zurl), req or stream mode.
  *
- * Keeps N requests in flight over one DEALER socket connected to a req-mode endpoint (Zurl's
- * in_req_spec, zhttpd's --zserver-req). Each request is ["", "T" + {id, method: GET, uri}]; replies
- * are matched by id. After --warmup seconds it measures for --duration seconds: a reply counts as
+ * Req mode (--endpoint): keeps N requests in flight over one DEALER socket connected to a req-mode
+ * endpoint (Zurl's in_req_spec, zhttpd's --zserver-req). Each request is
+ * ["", "T" + {id, method: GET, uri}]; replies are matched by id.
+ * Stream mode (--stream-in PUSH spec, --stream-out SUB spec: Zurl's in_spec and out_spec): each
+ * request is "T" + {from, id, seq: 0, method: GET, uri, stream: true, credits: 1000000} on the
+ * PUSH socket, as Pushpin sends them; replies come on the SUB socket subscribed to "<from> ".
+ * keep-alive and credit packets are skipped; the response may come in several packets (code on
+ * the first, more: true until the last), the body is compared as it arrives.
+ * --ignore-policies adds "ignore-policies": true to every request (Pushpin sets it on every
+ * request it proxies). After --warmup seconds it measures for --duration seconds: a reply counts as
  * ok only with code 200 and exactly the expected body; everything else is counted as bad (first few
  * printed to stderr). A request unanswered after --req-timeout seconds is counted as a timeout and
  * its slot re-issued with a new id.
@@ -28,7 +35,12 @@
 struct slot {
     uint64_t gen;
     uint64_t sent_ns; /* 0 = not in flight */
+    size_t got;       /* stream mode: body bytes received so far */
+    int head, bad;    /* stream mode: head seen; something did not match */
 };
+
+static int stream_mode, ignore_policies;
+static const char *from_id = "zhttp-load";
 
 static uint64_t now_ns(void)
 {
@@ -45,9 +57,10 @@ static int cmp_u32(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: zhttp_load --endpoint SPEC --url URL (--body STR | --body-file FILE)\n"
+    fprintf(stderr, "usage: zhttp_load (--endpoint SPEC | --stream-in SPEC --stream-out SPEC)\n"
+                    "                  --url URL (--body STR | --body-file FILE)\n"
                     "                  [--inflight N=10] [--duration SECS=5] [--warmup SECS=1]\n"
-                    "                  [--req-timeout SECS=5]\n");
+                    "                  [--req-timeout SECS=5] [--ignore-policies]\n");
     exit(2);
 }
 
@@ -84,12 +97,28 @@ static int send_req(void *sock, struct slot *s, size_t idx, const char *url)
     struct tn_w o = {outer, sizeof(outer), 0, 0};
     s->gen++;
     snprintf(id, sizeof(id), "%zu-%llu", idx, (unsigned long long)s->gen);
+    if (stream_mode) {
+        tn_str(&w, "from");
+        tn_str(&w, from_id);
+    }
     tn_str(&w, "id");
     tn_str(&w, id);
     tn_str(&w, "method");
     tn_str(&w, "GET");
     tn_str(&w, "uri");
     tn_str(&w, url);
+    if (stream_mode) {
+        tn_str(&w, "seq");
+        tn_intv(&w, 0);
+        tn_str(&w, "stream");
+        tn_item(&w, "true", 4, '!');
+        tn_str(&w, "credits");
+        tn_intv(&w, 1000000);
+    }
+    if (ignore_policies) {
+        tn_str(&w, "ignore-policies");
+        tn_item(&w, "true", 4, '!');
+    }
     tn_raw(&o, "T", 1);
     tn_item(&o, inner, w.len, '}');
     if (w.err || o.err) {
@@ -97,6 +126,15 @@ static int send_req(void *sock, struct slot *s, size_t idx, const char *url)
         exit(2);
     }
     s->sent_ns = now_ns();
+    s->got = 0;
+    s->head = s->bad = 0;
+    if (stream_mode) {
+        if (zmq_send(sock, outer, o.len, 0) < 0) {
+            fprintf(stderr, "zmq_send: %s\n", zmq_strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
     if (zmq_send(sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(sock, outer, o.len, 0) < 0) {
         fprintf(stderr, "zmq_send: %s\n", zmq_strerror(errno));
         return -1;
@@ -106,7 +144,7 @@ static int send_req(void *sock, struct slot *s, size_t idx, const char *url)
 
 int main(int argc, char **argv)
 {
-    const char *endpoint = NULL, *url = NULL;
+    const char *endpoint = NULL, *url = NULL, *stream_in = NULL, *stream_out = NULL;
     char *body = NULL;
     size_t body_len = 0;
     long inflight = 10;
@@ -119,6 +157,9 @@ int main(int argc, char **argv)
                                          {"duration", required_argument, 0, 'd'},
                                          {"warmup", required_argument, 0, 'w'},
                                          {"req-timeout", required_argument, 0, 't'},
+                                         {"stream-in", required_argument, 0, 'i'},
+                                         {"stream-out", required_argument, 0, 'o'},
+                                         {"ignore-policies", no_argument, 0, 'p'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -148,21 +189,53 @@ int main(int argc, char **argv)
         case 't':
             req_timeout = strtod(optarg, NULL);
             break;
+        case 'i':
+            stream_in = optarg;
+            break;
+        case 'o':
+            stream_out = optarg;
+            break;
+        case 'p':
+            ignore_policies = 1;
+            break;
         default:
             usage();
         }
     }
-    if (!endpoint || !url || !body || inflight < 1 || inflight > 100000 || duration <= 0 ||
-        warmup < 0 || req_timeout <= 0)
+    stream_mode = stream_in || stream_out;
+    if ((stream_mode ? (!stream_in || !stream_out || endpoint) : !endpoint) || !url || !body ||
+        inflight < 1 || inflight > 100000 || duration <= 0 || warmup < 0 || req_timeout <= 0)
         usage();
 
     void *ctx = zmq_ctx_new();
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
     int linger = 0, hwm = 100000;
-    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(sock, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    zmq_setsockopt(sock, ZMQ_RCVHWM, &hwm, sizeof(hwm));
-    if (zmq_connect(sock, endpoint) < 0) {
+    void *sock, *rsock; /* where requests go, where replies come from */
+    if (stream_mode) {
+        sock = zmq_socket(ctx, ZMQ_PUSH);
+        rsock = zmq_socket(ctx, ZMQ_SUB);
+    } else {
+        sock = rsock = zmq_socket(ctx, ZMQ_DEALER);
+    }
+    void *socks[2] = {sock, rsock};
+    for (int i = 0; i < 2; i++) {
+        zmq_setsockopt(socks[i], ZMQ_LINGER, &linger, sizeof(linger));
+        zmq_setsockopt(socks[i], ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        zmq_setsockopt(socks[i], ZMQ_RCVHWM, &hwm, sizeof(hwm));
+    }
+    char topic[64];
+    if (stream_mode) {
+        snprintf(topic, sizeof(topic), "%s ", from_id);
+        zmq_setsockopt(rsock, ZMQ_SUBSCRIBE, topic, strlen(topic));
+        if (zmq_connect(rsock, stream_out) < 0 || zmq_connect(sock, stream_in) < 0) {
+            fprintf(stderr, "zmq_connect %s / %s: %s\n", stream_out, stream_in,
+                    zmq_strerror(errno));
+            return 2;
+        }
+        /* Let the subscription reach the publisher before the first request (a reply published
+         * before it would be dropped and counted as a timeout). */
+        struct timespec ts = {0, 300000000};
+        nanosleep(&ts, NULL);
+    } else if (zmq_connect(sock, endpoint) < 0) {
         fprintf(stderr, "zmq_connect %s: %s\n", endpoint, zmq_strerror(errno));
         return 2;
     }
@@ -191,7 +264,7 @@ int main(int argc, char **argv)
         uint64_t now = now_ns();
         if (now >= t_end)
             break;
-        zmq_pollitem_t pi = {sock, 0, ZMQ_POLLIN, 0};
+        zmq_pollitem_t pi = {rsock, 0, ZMQ_POLLIN, 0};
         long wait_ms = (long)((t_end - now) / 1000000u) + 1;
         if (wait_ms > 100)
             wait_ms = 100;
@@ -204,7 +277,7 @@ int main(int argc, char **argv)
             /* Read one multipart message; the payload is its last frame. */
             int got = 0, more = 1;
             while (more) {
-                if (zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) < 0)
+                if (zmq_msg_recv(&msg, rsock, ZMQ_DONTWAIT) < 0)
                     break;
                 got = 1;
                 more = zmq_msg_more(&msg);
@@ -214,6 +287,16 @@ int main(int argc, char **argv)
             now = now_ns();
             const char *p = zmq_msg_data(&msg);
             size_t n = zmq_msg_size(&msg);
+            if (stream_mode) {
+                /* "<from> T..." */
+                size_t tl = strlen(topic);
+                if (n < tl || memcmp(p, topic, tl) != 0) {
+                    stray++;
+                    continue;
+                }
+                p += tl;
+                n -= tl;
+            }
             struct tn_val d, v;
             long long idx = -1;
             unsigned long long gen = 0;
@@ -232,10 +315,37 @@ int main(int argc, char **argv)
             struct slot *s = &slots[idx];
             int good = 0;
             struct tn_val code, b;
-            if (tn_dict_get(&d, "code", &code) && tn_int(&code) == 200 &&
-                !tn_dict_get(&d, "type", &v) && tn_dict_get(&d, "body", &b) && b.type == ',' &&
-                b.len == body_len && memcmp(b.data, body, body_len) == 0)
+            if (stream_mode) {
+                struct tn_val t, m;
+                if (tn_dict_get(&d, "type", &t) && t.type == ',' &&
+                    ((t.len == 10 && memcmp(t.data, "keep-alive", 10) == 0) ||
+                     (t.len == 6 && memcmp(t.data, "credit", 6) == 0)))
+                    continue; /* not the response */
+                if (tn_dict_get(&d, "type", &t)) {
+                    s->bad = 1; /* an error or a cancel ends the request */
+                } else {
+                    if (!s->head) {
+                        s->head = 1;
+                        if (!tn_dict_get(&d, "code", &code) || tn_int(&code) != 200)
+                            s->bad = 1;
+                    }
+                    if (tn_dict_get(&d, "body", &b) && b.type == ',') {
+                        if (s->got + b.len > body_len ||
+                            memcmp(b.data, body + s->got, b.len) != 0)
+                            s->bad = 1;
+                        else
+                            s->got += b.len;
+                    }
+                    if (tn_dict_get(&d, "more", &m) && m.type == '!' && m.len == 4 &&
+                        memcmp(m.data, "true", 4) == 0)
+                        continue; /* more to come */
+                }
+                good = !s->bad && s->head && s->got == body_len;
+            } else if (tn_dict_get(&d, "code", &code) && tn_int(&code) == 200 &&
+                       !tn_dict_get(&d, "type", &v) && tn_dict_get(&d, "body", &b) &&
+                       b.type == ',' && b.len == body_len && memcmp(b.data, body, body_len) == 0) {
                 good = 1;
+            }
             total += (uint64_t)good;
             if (now >= t_meas) {
                 if (good) {
@@ -290,6 +400,8 @@ int main(int argc, char **argv)
            (unsigned long long)total);
     fflush(stdout);
     zmq_close(sock);
+    if (rsock != sock)
+        zmq_close(rsock);
     zmq_ctx_term(ctx);
     free(slots);
     free(lat);
