@@ -20,7 +20,7 @@ PACKAGES=(
     # integration tests
     python3 python3-zmq python3-pytest python3-websockets python3-aiohttp curl openssl
     # reference peers and benchmarks (installed with their services kept from starting)
-    zurl condure nginx-light wrk
+    zurl condure nginx-light wrk pushpin
     # packages: .deb (debhelper provides dh-sequence-installsysusers), .rpm, their checks,
     # the man page and systemd-analyze
     debhelper dpkg-dev fakeroot lintian rpm rpmlint man-db systemd
