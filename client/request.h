@@ -51,8 +51,9 @@ struct zh_request_config {
  * `+host:port:addr,...` CURLOPT_RESOLVE entry set on this transfer, so curl never resolves a name
  * itself -> CURLOPT_OPENSOCKETFUNCTION checks each address again before its socket exists (the
  * enforcement point; a denied one ends the request with policy-violation when no other address
- * could be tried). Per-request ignore-policies (when allowed) skips the checks and gets
- * FORBID_REUSE + FRESH_CONNECT. With a proxy only the names are checked: the proxy connects. */
+ * could be tried). Per-request ignore-policies (when allowed) skips the checks and runs in the
+ * worker's trusted connection pool (zh_outbound_set_pool): its connections are reused among such
+ * transfers only. With a proxy only the names are checked: the proxy connects. */
 struct zh_request_ctx;
 
 /* Create a context on loop for the transfers of out. resolver (may be NULL: then only IP literals

@@ -178,16 +178,20 @@ def peer_origin(app):
     app.router.add_get("/peer", peer)
 
 
-def test_ignore_policies_transfers_use_fresh_unshared_connections(daemon, zctx):
+def test_ignore_policies_transfers_have_a_pool_of_their_own(daemon, zctx):
+    """ignore-policies transfers reuse connections among themselves (Pushpin sets it on every
+    request) but never share one with policy-checked transfers, either way (issue 12)."""
     d, base = daemon
     rq = Requester(zctx, base, ident=b"onlyone")
     with AioOrigin(peer_origin) as o:
-        ports = [fetch(rq, uri=o.url("/peer"), **{"ignore-policies": True})[2]
-                 for _ in range(3)]
-        assert len(set(ports)) == 3, ports  # never reused
-    with AioOrigin(peer_origin) as o:
+        trusted = [fetch(rq, uri=o.url("/peer"), **{"ignore-policies": True})[2]
+                   for _ in range(6)]
         plain = [fetch(rq, uri=o.url("/peer"))[2] for _ in range(12)]
-        assert len(set(plain)) <= 2, plain  # reused (one connection per worker at most)
+        trusted += [fetch(rq, uri=o.url("/peer"), **{"ignore-policies": True})[2]
+                    for _ in range(6)]
+        assert len(set(trusted)) <= 2, trusted  # reused (one connection per worker at most)
+        assert len(set(plain)) <= 2, plain
+        assert not set(trusted) & set(plain), (trusted, plain)  # never shared
 
 
 # ---- conditions ----
