@@ -510,3 +510,29 @@ def test_trusted_requests_reuse_connections_among_themselves(tc, origin):
     assert len(reqs) == 2 * n
     assert len(conns) < 2 * n and len(conns) <= 2, \
         f"{len(conns)} connections for {2 * n} trusted requests: no reuse"
+
+
+def test_connect_host_connections_serve_only_the_same_connect_host(tmp_path, origin):
+    """What the trust-context table relies on from curl for connect-host: a connection made for
+    uri NAME:PORT with connect-host X is only reused by transfers with the same connect-host. A
+    request to the same NAME:PORT without connect-host (NAME resolves to 127.0.0.1) opens its own
+    connection to 127.0.0.1, and the connect-host one (127.0.0.2) sees no second request."""
+    ctx = zmq.Context()
+    with DNSResponder({"ch.test": "127.0.0.1"}) as dns:
+        d = Daemon("zhttpd", tmp_path, [f"dns_servers={dns.server}", "allow=127.0.0.1,127.0.0.2"],
+                   f"ch-{uuid.uuid4().hex[:6]}", defpolicy=None,
+                   args=["--workers", "1"]).start()
+        try:
+            c = ReqClient(ctx, d, "DEALER")
+            uri = f"http://ch.test:{origin.port}/ch"
+            mark = origin.mark()
+            via = {"connect-host": "127.0.0.2", "connect-port": origin.port}
+            for i, fields in enumerate([via, {}, via, {}]):
+                rep = c.call(dict({"id": f"c{i}", "method": "GET", "uri": uri}, **fields))
+                assert rep.get("code") == 200, rep
+            conns, reqs = origin.since(mark)
+            assert [r[0] for r in reqs] == ["127.0.0.2", "127.0.0.1", "127.0.0.2", "127.0.0.1"]
+            assert sorted(conns) == ["127.0.0.1", "127.0.0.2"], conns  # each reused, never mixed
+        finally:
+            d.stop()
+    ctx.destroy(linger=0)
