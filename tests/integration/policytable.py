@@ -17,7 +17,6 @@ code, so the table cannot share a bug with the code under test)."""
 import selectors
 import socket
 import threading
-import time
 import urllib.parse
 from dataclasses import dataclass, field
 
@@ -176,12 +175,6 @@ class RecordingOrigin:
         self.sync()
         with self._lock:
             return list(self.conns[mark[0]:]), list(self.requests[mark[1]:])
-
-
-def wait_quiet(origin, mark, seconds=0.05):
-    """A short grace period for rows where nothing may connect, then the connections since mark."""
-    time.sleep(seconds)
-    return origin.since(mark)
 
 
 # ---- the table -------------------------------------------------------------------------------------
