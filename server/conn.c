@@ -37,46 +37,6 @@ static uint64_t now_ms(const struct zh_conn *c)
     return zh_loop_now(c->s->loop);
 }
 
-/* ---- socket I/O (plain or TLS) ---- */
-
-/* Read into buf: > 0 bytes, 0 at end of stream, or -errno (-EAGAIN: wait). */
-static ssize_t sock_read(struct zh_conn *c, void *buf, size_t len)
-{
-    if (c->tls_conn) {
-        ssize_t r = zh_tls_conn_read(c->tls_conn, buf, len);
-        c->tls_read_wants_write =
-            r == -EAGAIN && zh_tls_conn_want(c->tls_conn) == ZH_TLS_WANT_WRITE;
-        return r;
-    }
-    ssize_t r;
-    do {
-        r = read(c->fd, buf, len);
-    } while (r < 0 && errno == EINTR);
-    return r < 0 ? -errno : r;
-}
-
-/* Write iov in order: bytes taken (>= 0), or -errno (-EAGAIN: wait). */
-static ssize_t sock_writev(struct zh_conn *c, const struct iovec *iov, int n)
-{
-    if (c->tls_conn) {
-        ssize_t w = zh_tls_conn_writev(c->tls_conn, iov, n);
-        c->tls_write_wants_read = w == -EAGAIN && zh_tls_conn_want(c->tls_conn) == ZH_TLS_WANT_READ;
-        return w;
-    }
-    ssize_t w;
-    do {
-        w = writev(c->fd, iov, n);
-    } while (w < 0 && errno == EINTR);
-    return w < 0 ? -errno : w;
-}
-
-static const char *io_error(struct zh_conn *c, ssize_t r)
-{
-    if (c->tls_conn && r == -EPROTO)
-        return zh_tls_conn_error(c->tls_conn);
-    return strerror((int)-r);
-}
-
 /* ---- state and deadlines ---- */
 
 void zh_conn__set_state(struct zh_conn *c, enum zh_conn_state st)
@@ -260,17 +220,12 @@ static bool output_pending(const struct zh_conn *c)
 
 static void set_interest(struct zh_conn *c)
 {
-    uint32_t ev = 0;
     bool want_input = !c->in_eof && (c->state == ZH_CONN_CLOSING || c->in_len < c->in_cap);
     if (output_pending(c) && c->state == ZH_CONN_CLOSING)
         want_input = false; /* read the rest only once our last bytes are out */
-    if (want_input || c->tls_write_wants_read)
-        ev |= ZH_EV_READ;
-    if (output_pending(c) || c->tls_read_wants_write)
-        ev |= ZH_EV_WRITE;
-    zh_io_set(c->s->loop, &c->io, ev);
+    zh_io_set(c->s->loop, &c->io, zh_stream_interest(&c->st, want_input, output_pending(c)));
     /* Bytes TLS already decrypted never make the fd readable again: fetch them now. */
-    if (want_input && c->tls_conn && zh_tls_conn_pending(c->tls_conn))
+    if (want_input && zh_stream_pending(&c->st))
         zh_loop_defer(c->s->loop, &c->read_defer);
 }
 
@@ -282,9 +237,7 @@ static void start_linger(struct zh_conn *c)
     if (c->lingering)
         return;
     c->lingering = true;
-    if (c->tls_conn)
-        zh_tls_conn_shutdown(c->tls_conn);
-    shutdown(c->fd, SHUT_WR);
+    zh_stream_shutdown(&c->st);
 }
 
 void zh_conn__flush(struct zh_conn *c)
@@ -304,11 +257,11 @@ void zh_conn__flush(struct zh_conn *c)
             iov[n].iov_len = c->tail_len;
             n++;
         }
-        ssize_t w = sock_writev(c, iov, n);
+        ssize_t w = zh_stream_writev(&c->st, iov, n);
         if (w == -EAGAIN)
             break;
         if (w < 0) {
-            zh_conn_close(c, io_error(c, w));
+            zh_conn_close(c, zh_stream_error(&c->st, w));
             return;
         }
         if (w == 0)
@@ -1107,10 +1060,7 @@ void zh_conn_close(struct zh_conn *c, const char *why)
     zh_loop_timer_stop(c->s->loop, &c->timer);
     zh_loop_defer_cancel(c->s->loop, &c->read_defer);
     hs_done(c);
-    zh_tls_conn_free(c->tls_conn);
-    c->tls_conn = NULL;
-    close(c->fd);
-    c->fd = -1;
+    zh_stream_close(&c->st);
     zh_conn__set_state(c, ZH_CONN_CLOSED);
     zh_loop_defer(c->s->loop, &c->free_defer);
 }
@@ -1118,19 +1068,8 @@ void zh_conn_close(struct zh_conn *c, const char *why)
 /* Closing: read and drop input until the client closes. */
 static void linger_read(struct zh_conn *c)
 {
-    char scratch[4096];
-    for (int i = 0; i < READ_BATCH; i++) {
-        ssize_t r;
-        do {
-            r = read(c->fd, scratch, sizeof(scratch));
-        } while (r < 0 && errno == EINTR);
-        if (r == 0 || (r < 0 && errno != EAGAIN)) {
-            zh_conn_close(c, NULL);
-            return;
-        }
-        if (r < 0)
-            return;
-    }
+    if (zh_stream_linger(&c->st, READ_BATCH) != -EAGAIN)
+        zh_conn_close(c, NULL);
 }
 
 /* ---- TLS handshakes in progress (bounded by --max-tls-handshakes) ---- */
@@ -1194,40 +1133,39 @@ static bool hs_admit(struct zh_conn *c)
 
 /* A TLS listener's connection before TLS starts: plain HTTP gets nginx's 400 in clear text; TLS
  * starts (OpenSSL state allocated) once the whole ClientHello record is there. Returns true once
- * c->tls_conn exists. */
+ * the stream runs TLS. */
 static bool tls_start(struct zh_conn *c)
 {
     if (!c->tls_sniffed) {
-        int r = zh_tls_sniff(c->fd);
-        if (r == ZH_TLS_SNIFF_NEED_MORE)
+        int r = zh_stream_sniff(&c->st);
+        if (r == ZH_STREAM_SNIFF_NEED_MORE)
             return false;
         c->tls_sniffed = true;
-        if (r == ZH_TLS_SNIFF_PLAIN) {
+        if (r == ZH_STREAM_SNIFF_PLAIN) {
             zh_info("conn %u-%u: plain HTTP on a TLS port: 400", c->s->worker, c->slot);
             zh_conn__queue(c, ZH_TLS_PLAIN_HTTP_RESPONSE, sizeof(ZH_TLS_PLAIN_HTTP_RESPONSE) - 1);
             zh_conn__set_state(c, ZH_CONN_CLOSING);
             zh_conn__flush(c);
             return false;
         }
-        if (r != ZH_TLS_SNIFF_TLS) {
-            zh_conn_close(c, r == ZH_TLS_SNIFF_EOF ? "client closed" : strerror(-r));
+        if (r != ZH_STREAM_SNIFF_TLS) {
+            zh_conn_close(c, r == ZH_STREAM_SNIFF_EOF ? "client closed" : strerror(-r));
             return false;
         }
     }
     if (!c->local) {
-        int r = zh_tls_hello_ready(c->fd, &c->tls_lowat);
-        if (r == ZH_TLS_HELLO_WAIT)
+        int r = zh_stream_hello_ready(&c->st);
+        if (r == ZH_STREAM_HELLO_WAIT)
             return false;
-        if (r != ZH_TLS_HELLO_READY) {
-            zh_conn_close(c,
-                          r == ZH_TLS_HELLO_EOF ? "client closed mid-ClientHello" : strerror(-r));
+        if (r != ZH_STREAM_HELLO_READY) {
+            zh_conn_close(c, r == ZH_STREAM_HELLO_EOF ? "client closed mid-ClientHello"
+                                                      : strerror(-r));
             return false;
         }
     }
     if (!hs_admit(c))
         return false;
-    c->tls_conn = zh_tls_conn_new(c->s->cfg.tls, c->default_cert, c->fd);
-    if (!c->tls_conn) {
+    if (zh_tls_accept(c->s->cfg.tls, c->default_cert, &c->st) < 0) {
         zh_conn_close(c, "no memory for TLS");
         return false;
     }
@@ -1241,19 +1179,19 @@ static void conn_read(struct zh_conn *c)
             linger_read(c);
         return;
     }
-    if (c->tls && !c->tls_conn && !tls_start(c))
+    if (c->tls && !zh_stream_is_tls(&c->st) && !tls_start(c))
         return;
     if (!c->in)
         c->in = zh_malloc(c->in_cap); /* only now: an idle or stalled connection holds no buffer */
     bool got = false;
     for (int i = 0; i < READ_BATCH && c->in_len < c->in_cap; i++) {
-        ssize_t r = sock_read(c, c->in + c->in_len, c->in_cap - c->in_len);
+        ssize_t r = zh_stream_read(&c->st, c->in + c->in_len, c->in_cap - c->in_len);
         if (r == -EAGAIN)
             break;
         if (r < 0) {
-            if (c->tls_conn && r == -EPROTO)
-                zh_info("conn %u-%u: TLS: %s", c->s->worker, c->slot, io_error(c, r));
-            zh_conn_close(c, io_error(c, r));
+            if (zh_stream_is_tls(&c->st) && r == -EPROTO)
+                zh_info("conn %u-%u: TLS: %s", c->s->worker, c->slot, zh_stream_error(&c->st, r));
+            zh_conn_close(c, zh_stream_error(&c->st, r));
             return;
         }
         if (r == 0) {
@@ -1265,7 +1203,7 @@ static void conn_read(struct zh_conn *c)
     }
     if (got)
         c->last_io_ms = now_ms(c);
-    if (c->in_hs && zh_tls_conn_established(c->tls_conn))
+    if (c->in_hs && zh_stream_established(&c->st))
         hs_done(c);
     if (c->in_eof &&
         (c->state == ZH_CONN_BODY || c->state == ZH_CONN_REQUEST || c->state == ZH_CONN_RESPONSE)) {
@@ -1287,8 +1225,7 @@ static void conn_io_cb(struct zh_io *io, uint32_t revents, void *data)
     ZH_UNUSED(io);
     bool had_tail = c->tail_len > 0;
     if (revents & (ZH_EV_WRITE | ZH_EV_ERROR | ZH_EV_HUP)) {
-        if (c->tls_read_wants_write) {
-            c->tls_read_wants_write = false;
+        if (zh_stream_take_read_retry(&c->st)) {
             conn_read(c);
             if (c->state == ZH_CONN_CLOSED)
                 return;
@@ -1298,8 +1235,7 @@ static void conn_io_cb(struct zh_io *io, uint32_t revents, void *data)
             return;
     }
     if (revents & (ZH_EV_READ | ZH_EV_HUP | ZH_EV_ERROR)) {
-        if (c->tls_write_wants_read) {
-            c->tls_write_wants_read = false;
+        if (zh_stream_take_write_retry(&c->st)) {
             zh_conn__flush(c);
             if (c->state == ZH_CONN_CLOSED)
                 return;
@@ -1334,7 +1270,7 @@ void zh_conn_free(struct zh_conn *c)
     hs_done(c);
     zh_chunkq_free(&c->out);
     zh_zmsg_free(c->tail_msg);
-    zh_tls_conn_free(c->tls_conn);
+    zh_stream_close(&c->st);
     zh_free(c->in);
     zh_free(c);
     zh_server__release(s, kind);
@@ -1356,7 +1292,7 @@ void zh_conn_new(struct zh_server *s, struct zh_accepted *a)
     c->s = s;
     c->slot = s->free_slots[--s->n_free];
     s->slots[c->slot] = c;
-    c->fd = a->fd;
+    zh_stream_init(&c->st, a->fd);
     c->req_mode = a->req_mode;
     c->tls = a->tls;
     c->local = a->local;
@@ -1367,7 +1303,7 @@ void zh_conn_new(struct zh_server *s, struct zh_accepted *a)
     /* Output holds a response head plus the credits we grant, with chunk framing. */
     zh_chunkq_init(&c->out, &s->pool, (s->cfg.max_header_size + 2 * s->cfg.buffer_size) / 4096 + 4);
     zh_http1_req_init(&c->req);
-    zh_io_init(&c->io, c->fd, conn_io_cb, c);
+    zh_io_init(&c->io, c->st.fd, conn_io_cb, c);
     zh_defer_init(&c->free_defer, free_defer_cb, c);
     zh_defer_init(&c->read_defer, read_defer_cb, c);
     zh_timer_init(&c->timer, timer_cb, c);

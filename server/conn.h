@@ -18,6 +18,7 @@
 #include "shared/proto/zhttp.h"
 #include "shared/rt/chunkq.h"
 #include "shared/rt/loop.h"
+#include "shared/rt/stream.h"
 #include "shared/rt/zbridge.h"
 #include "shared/rt/zmsg.h"
 
@@ -37,7 +38,7 @@ enum zh_conn_state {
 struct zh_conn {
     struct zh_server *s;
     uint32_t slot;
-    int fd;
+    struct zh_stream st; /* the transport: the fd, and TLS once it starts */
     struct zh_io io;
     struct zh_defer free_defer;
     struct zh_defer read_defer; /* TLS holds decrypted bytes: read without waiting for epoll */
@@ -48,13 +49,9 @@ struct zh_conn {
     bool local;
     bool lingering; /* closing: our FIN is sent, client input is read and dropped */
     /* TLS */
-    struct zh_tls_conn *tls_conn; /* NULL until the first byte says TLS (or for plain ports) */
-    const char *default_cert;     /* the listener's default-cert NAME (listener-owned) */
-    bool tls_sniffed;             /* the first byte was looked at */
-    bool tls_read_wants_write;    /* a TLS read returned -EAGAIN waiting for POLLOUT */
-    bool tls_write_wants_read;    /* a TLS write returned -EAGAIN waiting for POLLIN */
-    bool tls_lowat;               /* SO_RCVLOWAT raised to wait for the whole ClientHello */
-    bool in_hs;                   /* counted in the TLS handshakes in progress (see hs_admit) */
+    const char *default_cert; /* the listener's default-cert NAME (listener-owned) */
+    bool tls_sniffed;         /* the first byte was looked at */
+    bool in_hs;               /* counted in the TLS handshakes in progress (see hs_admit) */
     struct zh_conn *hs_prev, *hs_next; /* the worker's handshakes in progress, oldest first */
     char peer_addr[INET6_ADDRSTRLEN];
     int peer_port;

@@ -1,23 +1,18 @@
-/* Server-side TLS: the identity store loaded from --tls-identities-dir and non-blocking server
- * connections over accepted fds. See tls.h for the contracts and docs/internals/tls.md for the
- * design (SNI lookup, reload, the write retry rule). */
+/* Server-side TLS identities: the store loaded from --tls-identities-dir (directory scan, reload)
+ * and the SNI choice of each handshake. The per-connection TLS I/O is the transport's
+ * (shared/rt/stream.c). See tls.h for the contracts and docs/internals/tls.md for the design. */
 #include "server/tls.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,11 +25,10 @@
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/stream.h"
 
 #define MAX_FILE_SIZE (1024 * 1024) /* a .crt or .key larger than this is refused */
 #define MAX_NAME_LEN  253           /* longest DNS name (SNI and identity names) */
-#define WRITE_CHUNK   16384         /* plaintext per SSL_write: one full TLS record */
-#define WRITE_BUDGET  (256 * 1024)  /* plaintext per zh_tls_conn_writev call, for fairness */
 #define SID_CTX       "zhttpd"
 
 /* ---- identity sets ---- */
@@ -67,36 +61,21 @@ struct zh_tls_store {
     bool racy; /* the last scan saw a recent file: compare contents next time even if stats match */
 };
 
-struct zh_tls_conn {
-    SSL *ssl;
-    struct zh_tls_store *store;
+/* What the SNI callback needs of one connection (the session's ex data; freed with it). */
+struct accept_data {
+    struct zh_tls_store *store; /* a reference: the callback's argument stays valid */
     char *default_cert;
-    char *sni;
-    char *identity;
-    enum zh_tls_want want;
-    size_t wpend; /* length of the SSL_write that must be retried (0 = none) */
-    int fatal;    /* first fatal code; later calls return it again */
-    bool established;
-    bool shut;
-    bool cb_failed; /* the SNI callback refused the handshake (and wrote err) */
-    char err[256];
 };
 
-/* The last OpenSSL error on this thread as text, then clear the thread's error queue. */
-static const char *ssl_reason(char *out, size_t outlen)
+static int accept_index = -1;
+static pthread_once_t accept_once = PTHREAD_ONCE_INIT;
+
+static void accept_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                             void *argp);
+
+static void accept_index_init(void)
 {
-    unsigned long e = ERR_peek_last_error();
-    if (e == 0) {
-        snprintf(out, outlen, "unknown OpenSSL error");
-    } else {
-        const char *r = ERR_reason_error_string(e);
-        if (r)
-            snprintf(out, outlen, "%s", r);
-        else
-            ERR_error_string_n(e, out, outlen);
-    }
-    ERR_clear_error();
-    return out;
+    accept_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, accept_data_free);
 }
 
 /* PEM password callback: keys must not be encrypted (a daemon has no terminal to prompt on). */
@@ -243,19 +222,19 @@ static SSL_CTX *load_identity(const char *dir, const char *stem, struct zh_buf *
     ERR_clear_error();
     ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
-        zh_buf_printf(err, "SSL_CTX_new: %s", ssl_reason(reason, sizeof(reason)));
+        zh_buf_printf(err, "SSL_CTX_new: %s", zh_stream_tls_reason(reason, sizeof(reason)));
         goto fail;
     }
     ctx_setup(ctx);
     leaf = PEM_read_bio_X509_AUX(cbio, NULL, no_password, NULL);
     if (!leaf) {
         zh_buf_printf(err, "cannot load certificate %s: %s", crt,
-                      ssl_reason(reason, sizeof(reason)));
+                      zh_stream_tls_reason(reason, sizeof(reason)));
         goto fail;
     }
     if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
         zh_buf_printf(err, "cannot use certificate %s: %s", crt,
-                      ssl_reason(reason, sizeof(reason)));
+                      zh_stream_tls_reason(reason, sizeof(reason)));
         goto fail;
     }
     for (;;) {
@@ -265,7 +244,7 @@ static SSL_CTX *load_identity(const char *dir, const char *stem, struct zh_buf *
         if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
             X509_free(ca);
             zh_buf_printf(err, "cannot add chain certificate from %s: %s", crt,
-                          ssl_reason(reason, sizeof(reason)));
+                          zh_stream_tls_reason(reason, sizeof(reason)));
             goto fail;
         }
     }
@@ -273,18 +252,19 @@ static SSL_CTX *load_identity(const char *dir, const char *stem, struct zh_buf *
     unsigned long e = ERR_peek_last_error();
     if (e && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
         zh_buf_printf(err, "bad chain certificate in %s: %s", crt,
-                      ssl_reason(reason, sizeof(reason)));
+                      zh_stream_tls_reason(reason, sizeof(reason)));
         goto fail;
     }
     ERR_clear_error();
     pkey = PEM_read_bio_PrivateKey(kbio, NULL, no_password, NULL);
     if (!pkey) {
-        zh_buf_printf(err, "cannot load key %s: %s", key, ssl_reason(reason, sizeof(reason)));
+        zh_buf_printf(err, "cannot load key %s: %s", key,
+                      zh_stream_tls_reason(reason, sizeof(reason)));
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1) {
         zh_buf_printf(err, "key %s does not match certificate %s: %s", key, crt,
-                      ssl_reason(reason, sizeof(reason)));
+                      zh_stream_tls_reason(reason, sizeof(reason)));
         goto fail;
     }
     if (SSL_CTX_check_private_key(ctx) != 1) {
@@ -488,15 +468,14 @@ static bool normalise_name(const char *name, char *out)
     return true;
 }
 
-/* Record why the SNI callback refuses the handshake: "<what> '<name>'<tail>", name escaped. */
-static void conn_fail_cb(struct zh_tls_conn *c, const char *what, const char *name,
-                         const char *tail)
+/* Refuse the handshake: "<what> '<name>'<tail>", name escaped, kept as the stream's error. */
+static void refuse(struct zh_stream *st, const char *what, const char *name, const char *tail)
 {
-    char esc[96];
+    char esc[96], why[256];
     zh_log_escape(esc, sizeof(esc), name, strlen(name));
-    snprintf(c->err, sizeof(c->err), "%s '%s'%s", what, esc, tail);
-    c->cb_failed = true;
-    zh_warn("tls: handshake refused: %s", c->err);
+    snprintf(why, sizeof(why), "%s '%s'%s", what, esc, tail);
+    zh_stream_tls_refuse(st, why);
+    zh_warn("tls: handshake refused: %s", why);
 }
 
 /* The servername callback of the base context. OpenSSL calls it for every ClientHello, with or
@@ -504,36 +483,39 @@ static void conn_fail_cb(struct zh_tls_conn *c, const char *what, const char *na
 static int on_servername(SSL *ssl, int *alert, void *arg)
 {
     struct zh_tls_store *s = arg;
-    struct zh_tls_conn *c = SSL_get_app_data(ssl);
+    struct zh_stream *st = zh_stream_of(ssl);
+    const struct accept_data *ad = SSL_get_ex_data(ssl, accept_index);
+    const char *dflt = ad ? ad->default_cert : NULL;
     const char *raw = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
     char name[MAX_NAME_LEN + 1], wild[MAX_NAME_LEN + 3];
-    zh_free(c->sni);
-    c->sni = NULL;
+    const char *sni = NULL;
+    zh_stream_tls_set_name(st, NULL);
     if (raw) {
         if (!normalise_name(raw, name)) {
-            conn_fail_cb(c, "invalid server name", raw, "");
+            refuse(st, "invalid server name", raw, "");
             *alert = SSL_AD_UNRECOGNIZED_NAME;
             return SSL_TLSEXT_ERR_ALERT_FATAL;
         }
-        c->sni = zh_strdup(name);
+        sni = name;
+        zh_stream_tls_set_name(st, sni);
     }
 
     const char *picked = NULL;
     pthread_mutex_lock(&s->lock);
     SSL_CTX *ctx = NULL;
-    if (c->sni && strncmp(c->sni, "_.", 2) != 0) {
-        ctx = idset_find(s->cur, c->sni);
-        picked = c->sni;
-        const char *dot = strchr(c->sni, '.');
+    if (sni && strncmp(sni, "_.", 2) != 0) {
+        ctx = idset_find(s->cur, sni);
+        picked = sni;
+        const char *dot = strchr(sni, '.');
         if (!ctx && dot && dot[1]) {
             snprintf(wild, sizeof(wild), "_%s", dot);
             ctx = idset_find(s->cur, wild);
             picked = wild;
         }
     }
-    if (!ctx && c->default_cert) {
-        ctx = idset_find(s->cur, c->default_cert);
-        picked = c->default_cert;
+    if (!ctx && dflt) {
+        ctx = idset_find(s->cur, dflt);
+        picked = dflt;
     }
     if (ctx)
         SSL_set_SSL_CTX(ssl, ctx); /* takes its own reference: a reload can't free it under us */
@@ -541,16 +523,15 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 
     if (!ctx) {
         char tail[MAX_NAME_LEN + 48];
-        if (c->default_cert)
-            snprintf(tail, sizeof(tail), ", nor the default-cert '%s'", c->default_cert);
+        if (dflt)
+            snprintf(tail, sizeof(tail), ", nor the default-cert '%s'", dflt);
         else
             snprintf(tail, sizeof(tail), " and no default-cert");
-        conn_fail_cb(c, "no certificate for server name", c->sni ? c->sni : "(none)", tail);
+        refuse(st, "no certificate for server name", sni ? sni : "(none)", tail);
         *alert = SSL_AD_UNRECOGNIZED_NAME;
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
-    zh_free(c->identity);
-    c->identity = zh_strdup(picked);
+    zh_stream_tls_set_identity(st, picked);
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -570,7 +551,7 @@ struct zh_tls_store *zh_tls_store_new(const char *dir, struct zh_buf *err)
     ERR_clear_error();
     SSL_CTX *base = SSL_CTX_new(TLS_server_method());
     if (!base) {
-        zh_buf_printf(err, "SSL_CTX_new: %s", ssl_reason(reason, sizeof(reason)));
+        zh_buf_printf(err, "SSL_CTX_new: %s", zh_stream_tls_reason(reason, sizeof(reason)));
         idset_free(set);
         scan_free(&sc);
         return NULL;
@@ -677,333 +658,41 @@ void zh_tls_store_free(struct zh_tls_store *s)
 
 /* ---- connections ---- */
 
-struct zh_tls_conn *zh_tls_conn_new(struct zh_tls_store *s, const char *default_cert, int fd)
+static void accept_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+                             void *argp)
+{
+    struct accept_data *d = ptr;
+    ZH_UNUSED(parent);
+    ZH_UNUSED(ad);
+    ZH_UNUSED(idx);
+    ZH_UNUSED(argl);
+    ZH_UNUSED(argp);
+    if (!d)
+        return;
+    zh_free(d->default_cert);
+    zh_tls_store_free(d->store);
+    zh_free(d);
+}
+
+int zh_tls_accept(struct zh_tls_store *s, const char *default_cert, struct zh_stream *st)
 {
     char norm[MAX_NAME_LEN + 1];
+    pthread_once(&accept_once, accept_index_init);
     ERR_clear_error();
     SSL *ssl = SSL_new(s->base);
-    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+    if (!ssl || accept_index < 0) {
         char reason[256];
-        zh_error("tls: cannot create a connection: %s", ssl_reason(reason, sizeof(reason)));
+        zh_error("tls: cannot create a connection: %s",
+                 zh_stream_tls_reason(reason, sizeof(reason)));
         SSL_free(ssl);
-        return NULL;
+        return -ENOMEM;
     }
     SSL_set_accept_state(ssl);
-    struct zh_tls_conn *c = zh_calloc(1, sizeof(*c));
-    c->ssl = ssl;
-    c->store = s;
+    struct accept_data *d = zh_calloc(1, sizeof(*d));
+    d->store = s;
     atomic_fetch_add(&s->refs, 1);
     if (default_cert)
-        c->default_cert = zh_strdup(normalise_name(default_cert, norm) ? norm : default_cert);
-    SSL_set_app_data(ssl, c);
-    return c;
-}
-
-/* Turn a failed SSL_* call (its return r, and errno right after it) into -EAGAIN (with want set),
- * 0 for end of stream, or a fatal code (with err set and a log line). */
-static int conn_error(struct zh_tls_conn *c, int r, int sys_errno, const char *op)
-{
-    int e = SSL_get_error(c->ssl, r);
-    unsigned long last = ERR_peek_last_error();
-    char reason[200];
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        c->want = e == SSL_ERROR_WANT_READ ? ZH_TLS_WANT_READ : ZH_TLS_WANT_WRITE;
-        return -EAGAIN;
-    }
-    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && last == 0 && sys_errno == 0) ||
-        (ERR_GET_LIB(last) == ERR_LIB_SSL &&
-         ERR_GET_REASON(last) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
-        /* close_notify, or TCP EOF (without close_notify, or before the handshake finished). */
-        ERR_clear_error();
-        return 0;
-    }
-    if (e == SSL_ERROR_SYSCALL && last == 0) {
-        c->fatal = -sys_errno;
-        snprintf(c->err, sizeof(c->err), "%s: %s", op, strerror(sys_errno));
-    } else {
-        c->fatal = -EPROTO;
-        if (!c->cb_failed)
-            snprintf(c->err, sizeof(c->err), "%s: %s", op, ssl_reason(reason, sizeof(reason)));
-    }
-    ERR_clear_error();
-    c->want = ZH_TLS_WANT_NONE;
-    if (!c->cb_failed)
-        zh_info("tls: connection failed%s%s: %s", c->sni ? " for " : "", c->sni ? c->sni : "",
-                c->err);
-    return c->fatal;
-}
-
-static void note_established(struct zh_tls_conn *c)
-{
-    if (c->established || !SSL_is_init_finished(c->ssl))
-        return;
-    c->established = true;
-    zh_debug("tls: established %s %s, name %s, identity %s", SSL_get_version(c->ssl),
-             SSL_get_cipher_name(c->ssl), c->sni ? c->sni : "(none)",
-             c->identity ? c->identity : "(none)");
-}
-
-int zh_tls_conn_handshake(struct zh_tls_conn *c)
-{
-    if (c->fatal)
-        return c->fatal;
-    c->want = ZH_TLS_WANT_NONE;
-    if (c->established)
-        return 0;
-    ERR_clear_error();
-    errno = 0;
-    int r = SSL_do_handshake(c->ssl);
-    if (r == 1) {
-        note_established(c);
-        return 0;
-    }
-    r = conn_error(c, r, errno, "handshake");
-    if (r == 0) {
-        /* The peer closed during the handshake: not established, nothing more will come. */
-        c->fatal = -ECONNRESET;
-        snprintf(c->err, sizeof(c->err), "handshake: connection closed by the peer");
-        return c->fatal;
-    }
-    return r;
-}
-
-bool zh_tls_conn_established(const struct zh_tls_conn *c)
-{
-    return c->established;
-}
-
-ssize_t zh_tls_conn_read(struct zh_tls_conn *c, void *buf, size_t len)
-{
-    if (c->fatal)
-        return c->fatal;
-    c->want = ZH_TLS_WANT_NONE;
-    if (len == 0)
-        return 0;
-    ERR_clear_error();
-    errno = 0;
-    int r = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
-    if (r > 0) {
-        note_established(c);
-        return r;
-    }
-    return conn_error(c, r, errno, "read");
-}
-
-bool zh_tls_conn_pending(const struct zh_tls_conn *c)
-{
-    return !c->fatal && SSL_has_pending(c->ssl);
-}
-
-/* Copy up to len bytes from iov starting at (*i, *off) into dst without advancing the cursor. */
-static size_t gather(const struct iovec *iov, int n, int i, size_t off, uint8_t *dst, size_t len)
-{
-    size_t got = 0;
-    for (; i < n && got < len; i++, off = 0) {
-        size_t take = ZH_MIN(iov[i].iov_len - off, len - got);
-        memcpy(dst + got, (const uint8_t *)iov[i].iov_base + off, take);
-        got += take;
-    }
-    return got;
-}
-
-ssize_t zh_tls_conn_writev(struct zh_tls_conn *c, const struct iovec *iov, int n)
-{
-    static _Thread_local uint8_t scratch[WRITE_CHUNK];
-    if (c->fatal)
-        return c->fatal;
-    c->want = ZH_TLS_WANT_NONE;
-    size_t total = 0;
-    for (int k = 0; k < n; k++)
-        total += iov[k].iov_len;
-    if (total == 0)
-        return 0;
-    if (!c->established) {
-        int r = zh_tls_conn_handshake(c);
-        if (r < 0)
-            return r;
-    }
-    if (c->wpend > total) {
-        c->fatal = -EINVAL;
-        snprintf(c->err, sizeof(c->err),
-                 "write: retried with %zu bytes after a blocked write of %zu", total, c->wpend);
-        zh_error("tls: %s", c->err);
-        return c->fatal;
-    }
-
-    /* One record per SSL_write. A record that blocks stays encrypted inside OpenSSL; it is retried
-     * with the same length and counted once the socket takes it (tls.h's retry rule). */
-    size_t done = 0;
-    int i = 0;
-    size_t off = 0;
-    while (done < total && done < WRITE_BUDGET) {
-        while (i < n && off == iov[i].iov_len) {
-            i++;
-            off = 0;
-        }
-        size_t chunk = c->wpend ? c->wpend : ZH_MIN(total - done, (size_t)WRITE_CHUNK);
-        const void *p;
-        if (iov[i].iov_len - off >= chunk) {
-            p = (const uint8_t *)iov[i].iov_base + off;
-        } else {
-            gather(iov, n, i, off, scratch, chunk);
-            p = scratch;
-        }
-        ERR_clear_error();
-        errno = 0;
-        int r = SSL_write(c->ssl, p, (int)chunk);
-        if (r <= 0) {
-            int rc = conn_error(c, r, errno, "write");
-            if (rc == -EAGAIN) {
-                c->wpend = chunk;
-                return done ? (ssize_t)done : -EAGAIN;
-            }
-            if (rc == 0) {
-                c->fatal = -EPIPE;
-                snprintf(c->err, sizeof(c->err), "write: connection closed by the peer");
-                rc = c->fatal;
-            }
-            return rc;
-        }
-        c->wpend = 0;
-        done += (size_t)r;
-        /* Advance the cursor by r bytes. */
-        size_t adv = (size_t)r;
-        while (adv) {
-            size_t take = ZH_MIN(iov[i].iov_len - off, adv);
-            off += take;
-            adv -= take;
-            if (off == iov[i].iov_len && adv) {
-                i++;
-                off = 0;
-            }
-        }
-    }
-    return (ssize_t)done;
-}
-
-enum zh_tls_want zh_tls_conn_want(const struct zh_tls_conn *c)
-{
-    return c->want;
-}
-
-int zh_tls_conn_shutdown(struct zh_tls_conn *c)
-{
-    if (c->fatal)
-        return c->fatal;
-    if (!c->established || c->shut)
-        return 0;
-    c->want = ZH_TLS_WANT_NONE;
-    ERR_clear_error();
-    errno = 0;
-    int r = SSL_shutdown(c->ssl);
-    int sys_errno = errno;
-    if (r >= 0) {
-        c->shut = true; /* 0: our close_notify is sent; we don't wait for the peer's */
-        return 0;
-    }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-        c->want = e == SSL_ERROR_WANT_WRITE ? ZH_TLS_WANT_WRITE : ZH_TLS_WANT_READ;
-        return -EAGAIN;
-    }
-    /* Not logged: the usual cause is a peer that closed first, and the caller closes anyway. */
-    char reason[200];
-    bool sys = e == SSL_ERROR_SYSCALL && sys_errno != 0;
-    snprintf(c->err, sizeof(c->err), "shutdown: %s",
-             sys ? strerror(sys_errno) : ssl_reason(reason, sizeof(reason)));
-    ERR_clear_error();
-    c->fatal = sys ? -sys_errno : -EPROTO;
-    return c->fatal;
-}
-
-const char *zh_tls_conn_error(const struct zh_tls_conn *c)
-{
-    return c->err;
-}
-
-const char *zh_tls_conn_sni(const struct zh_tls_conn *c)
-{
-    return c->sni;
-}
-
-const char *zh_tls_conn_identity(const struct zh_tls_conn *c)
-{
-    return c->identity;
-}
-
-void zh_tls_conn_free(struct zh_tls_conn *c)
-{
-    if (!c)
-        return;
-    SSL_free(c->ssl);
-    zh_free(c->default_cert);
-    zh_free(c->sni);
-    zh_free(c->identity);
-    zh_tls_store_free(c->store);
-    zh_free(c);
-}
-
-/* ---- plain HTTP on a TLS port ---- */
-
-int zh_tls_sniff(int fd)
-{
-    uint8_t b;
-    ssize_t r;
-    do {
-        r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0)
-        return errno == EAGAIN || errno == EWOULDBLOCK ? ZH_TLS_SNIFF_NEED_MORE : -errno;
-    if (r == 0)
-        return ZH_TLS_SNIFF_EOF;
-    return b >= 'A' && b <= 'Z' ? ZH_TLS_SNIFF_PLAIN : ZH_TLS_SNIFF_TLS;
-}
-
-int zh_tls_hello_ready(int fd, bool *lowat_set)
-{
-    size_t need = 5; /* a record header: type, version, length */
-    for (int round = 0; round < 2; round++) {
-        int avail = 0;
-        if (ioctl(fd, FIONREAD, &avail) < 0)
-            return -errno;
-        if (avail >= 5) {
-            uint8_t h[5];
-            ssize_t r;
-            do {
-                r = recv(fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT);
-            } while (r < 0 && errno == EINTR);
-            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-                return -errno;
-            if (r == 5) {
-                size_t len = (size_t)h[3] << 8 | h[4];
-                if (h[0] != 0x16 || len > 16384)
-                    need = 0;
-                else
-                    need = 5 + len;
-            }
-        }
-        if ((size_t)avail >= need) {
-            if (*lowat_set) {
-                int one = 1;
-                setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
-                *lowat_set = false;
-            }
-            return ZH_TLS_HELLO_READY;
-        }
-        if (round == 1)
-            break;
-        /* Readable with too few bytes only happens at the peer's FIN (or reset). */
-        struct tcp_info ti;
-        socklen_t tl = sizeof(ti);
-        if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
-            ti.tcpi_state != TCP_ESTABLISHED)
-            return ZH_TLS_HELLO_EOF;
-        int lw = (int)need;
-        if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lw, sizeof(lw)) < 0)
-            return ZH_TLS_HELLO_READY; /* cannot wait without spinning: let OpenSSL read */
-        *lowat_set = true;
-        /* Bytes that arrived since FIONREAD: look again (the kernel also signals EPOLLIN when the
-         * new mark is already met, but one more look is cheap). */
-    }
-    return ZH_TLS_HELLO_WAIT;
+        d->default_cert = zh_strdup(normalise_name(default_cert, norm) ? norm : default_cert);
+    SSL_set_ex_data(ssl, accept_index, d); /* freed by accept_data_free with the session */
+    return zh_stream_tls_attach(st, ssl);
 }

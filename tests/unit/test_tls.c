@@ -1,12 +1,13 @@
 /* link: zh_server */
-/* Unit tests for server/tls.c. A throw-away CA and leaf certificates are made with the OpenSSL C
- * API in a mkdtemp directory; every handshake is real, between a zh_tls_conn and an OpenSSL client
- * SSL over a non-blocking socketpair, pumped in a bounded loop. Covered: SNI exact / `_.parent`
- * wildcard / default-cert / unknown name (unrecognized_name alert + warning), name normalisation,
- * startup errors (missing dir, missing key, key mismatch, not PEM, encrypted key), reload (rename
- * and in-place rewrite, bad file keeps the old set, old connections keep working), data both ways
- * beyond 64 KiB through the write retry rule, buffered reads, EOF both ways, TLS 1.2 floor, and
- * sniffing TLS vs plain HTTP. */
+/* Unit tests for server/tls.c (and the TLS side of shared/rt/stream.c). A throw-away CA and leaf
+ * certificates are made with the OpenSSL C API in a mkdtemp directory; every handshake is real,
+ * between a zh_stream (server/tls.c's zh_tls_accept) and an OpenSSL client SSL over a non-blocking
+ * socketpair, pumped in a bounded loop. Covered: SNI exact / `_.parent` wildcard / default-cert /
+ * unknown name (unrecognized_name alert + warning), name normalisation, startup errors (missing
+ * dir, missing key, key mismatch, not PEM, encrypted key), reload (rename and in-place rewrite, bad
+ * file keeps the old set, old connections keep working), data both ways beyond 64 KiB through the
+ * write retry rule, buffered reads, EOF both ways, TLS 1.2 floor, and sniffing TLS vs plain HTTP.
+ */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -216,12 +217,14 @@ static struct zh_tls_store *store_ok(void)
     return s;
 }
 
-/* ---- a client SSL and a zh_tls_conn on the two ends of a socketpair ---- */
+/* ---- a client SSL and a zh_stream (server/tls.c's zh_tls_accept) on the two ends of a socketpair
+ * ---- */
 
 struct pair {
     int fds[2]; /* [0] client, [1] server */
     SSL *cl;
-    struct zh_tls_conn *sv;
+    struct zh_stream sv_st;
+    struct zh_stream *sv; /* &sv_st */
     bool cl_done, sv_done;
     int sv_rc;          /* last server result */
     unsigned long cl_e; /* client's OpenSSL error after a failed handshake */
@@ -246,15 +249,16 @@ static void pair_open(struct pair *p, struct zh_tls_store *s, const char *defaul
     SSL_set_connect_state(p->cl);
     if (sni)
         set_sni(p->cl, sni);
-    p->sv = zh_tls_conn_new(s, default_cert, p->fds[1]);
-    assert_non_null(p->sv);
-    assert_false(zh_tls_conn_established(p->sv));
+    p->sv = &p->sv_st;
+    zh_stream_init(p->sv, p->fds[1]);
+    assert_int_equal(zh_tls_accept(s, default_cert, p->sv), 0);
+    assert_false(zh_stream_established(p->sv));
 }
 
 static void pair_close(struct pair *p)
 {
     SSL_free(p->cl);
-    zh_tls_conn_free(p->sv);
+    zh_stream_free_tls(p->sv);
     if (p->fds[0] >= 0)
         close(p->fds[0]);
     close(p->fds[1]);
@@ -280,11 +284,11 @@ static bool pair_handshake(struct pair *p)
             }
         }
         if (!p->sv_done) {
-            p->sv_rc = zh_tls_conn_handshake(p->sv);
+            p->sv_rc = zh_stream_handshake(p->sv);
             if (p->sv_rc == 0) {
                 p->sv_done = true;
-                assert_true(zh_tls_conn_established(p->sv));
-                assert_int_equal(zh_tls_conn_want(p->sv), ZH_TLS_WANT_NONE);
+                assert_true(zh_stream_established(p->sv));
+                assert_int_equal(zh_stream_want(p->sv), ZH_STREAM_WANT_NONE);
             } else if (p->sv_rc != -EAGAIN) {
                 /* Let the client read the alert, then stop. */
                 if (!cl_failed && !p->cl_done) {
@@ -295,8 +299,8 @@ static bool pair_handshake(struct pair *p)
                 }
                 return false;
             } else {
-                enum zh_tls_want w = zh_tls_conn_want(p->sv);
-                assert_true(w == ZH_TLS_WANT_READ || w == ZH_TLS_WANT_WRITE);
+                enum zh_stream_want w = zh_stream_want(p->sv);
+                assert_true(w == ZH_STREAM_WANT_READ || w == ZH_STREAM_WANT_WRITE);
             }
         }
         if (cl_failed)
@@ -325,17 +329,17 @@ static void expect_identity(struct zh_tls_store *s, const char *default_cert, co
     struct pair p;
     pair_open(&p, s, default_cert, sni);
     if (!pair_handshake(&p))
-        fail_msg("handshake for '%s' failed: %s", sni ? sni : "(none)", zh_tls_conn_error(p.sv));
+        fail_msg("handshake for '%s' failed: %s", sni ? sni : "(none)", zh_stream_tls_error(p.sv));
     char cn[128];
     long serial;
     peer_subject(&p, cn, sizeof(cn), &serial);
     assert_string_equal(cn, want_cn);
-    assert_string_equal(zh_tls_conn_identity(p.sv), want_identity);
+    assert_string_equal(zh_stream_tls_identity(p.sv), want_identity);
     if (want_sni)
-        assert_string_equal(zh_tls_conn_sni(p.sv), want_sni);
+        assert_string_equal(zh_stream_tls_name(p.sv), want_sni);
     else
-        assert_null(zh_tls_conn_sni(p.sv));
-    assert_string_equal(zh_tls_conn_error(p.sv), "");
+        assert_null(zh_stream_tls_name(p.sv));
+    assert_string_equal(zh_stream_tls_error(p.sv), "");
     pair_close(&p);
 }
 
@@ -347,19 +351,19 @@ static void expect_refused(struct zh_tls_store *s, const char *default_cert, con
     pair_open(&p, s, default_cert, sni);
     assert_false(pair_handshake(&p));
     assert_int_equal(p.sv_rc, -EPROTO);
-    if (!strstr(zh_tls_conn_error(p.sv), want_err))
-        fail_msg("error '%s' lacks '%s'", zh_tls_conn_error(p.sv), want_err);
+    if (!strstr(zh_stream_tls_error(p.sv), want_err))
+        fail_msg("error '%s' lacks '%s'", zh_stream_tls_error(p.sv), want_err);
     assert_int_equal(ERR_GET_REASON(p.cl_e), SSL_R_TLSV1_UNRECOGNIZED_NAME);
     /* A failed connection stays failed. */
     char b[8];
-    assert_int_equal(zh_tls_conn_read(p.sv, b, sizeof(b)), -EPROTO);
+    assert_int_equal(zh_stream_read(p.sv, b, sizeof(b)), -EPROTO);
     assert_true(log_has(want_err));
     ERR_clear_error();
     pair_close(&p);
 }
 
-/* Move bytes: data sent with zh_tls_conn_writev (odd-sized iovs) must arrive at the client
- * intact, and bytes the client sends must come out of zh_tls_conn_read. */
+/* Move bytes: data sent with zh_stream_writev (odd-sized iovs) must arrive at the client
+ * intact, and bytes the client sends must come out of zh_stream_read. */
 static uint8_t pattern(size_t i)
 {
     return (uint8_t)(i * 7 + i / 251);
@@ -381,13 +385,13 @@ static void send_server_to_client(struct pair *p, size_t total, bool *saw_eagain
                 {src + sent + a, b},
                 {src + sent + a + b, left - a - b},
             };
-            ssize_t r = zh_tls_conn_writev(p->sv, iov, 3);
+            ssize_t r = zh_stream_writev(p->sv, iov, 3);
             if (r == -EAGAIN) {
-                assert_int_equal(zh_tls_conn_want(p->sv), ZH_TLS_WANT_WRITE);
+                assert_int_equal(zh_stream_want(p->sv), ZH_STREAM_WANT_WRITE);
                 *saw_eagain = true;
             } else {
                 if (r <= 0)
-                    fail_msg("writev: %zd %s", r, zh_tls_conn_error(p->sv));
+                    fail_msg("writev: %zd %s", r, zh_stream_tls_error(p->sv));
                 sent += (size_t)r;
             }
         }
@@ -423,13 +427,13 @@ static void send_client_to_server(struct pair *p, size_t total)
                 assert_int_equal(SSL_get_error(p->cl, r), SSL_ERROR_WANT_WRITE);
         }
         for (;;) {
-            ssize_t r = zh_tls_conn_read(p->sv, dst + got, ZH_MIN(total - got, (size_t)1000));
+            ssize_t r = zh_stream_read(p->sv, dst + got, ZH_MIN(total - got, (size_t)1000));
             if (r == -EAGAIN) {
-                assert_int_equal(zh_tls_conn_want(p->sv), ZH_TLS_WANT_READ);
+                assert_int_equal(zh_stream_want(p->sv), ZH_STREAM_WANT_READ);
                 break;
             }
             if (r <= 0)
-                fail_msg("read: %zd %s", r, zh_tls_conn_error(p->sv));
+                fail_msg("read: %zd %s", r, zh_stream_tls_error(p->sv));
             got += (size_t)r;
             if (got == total)
                 break;
@@ -520,7 +524,7 @@ static void tls_1_1_client_is_refused_and_1_2_accepted(void **state)
     SSL_set_max_proto_version(p.cl, TLS1_1_VERSION);
     assert_false(pair_handshake(&p));
     assert_int_equal(p.sv_rc, -EPROTO);
-    assert_non_null(strstr(zh_tls_conn_error(p.sv), "handshake: "));
+    assert_non_null(strstr(zh_stream_tls_error(p.sv), "handshake: "));
     ERR_clear_error();
     pair_close(&p);
 
@@ -737,9 +741,9 @@ static void reload_during_a_handshake_keeps_the_chosen_certificate(void **state)
     struct zh_tls_store *s = store_ok();
     struct pair p;
     pair_open(&p, s, NULL, "a.test");
-    assert_int_equal(SSL_do_handshake(p.cl), -1);           /* ClientHello */
-    assert_int_equal(zh_tls_conn_handshake(p.sv), -EAGAIN); /* identity chosen, flight sent */
-    assert_string_equal(zh_tls_conn_identity(p.sv), "a.test");
+    assert_int_equal(SSL_do_handshake(p.cl), -1);         /* ClientHello */
+    assert_int_equal(zh_stream_handshake(p.sv), -EAGAIN); /* identity chosen, flight sent */
+    assert_string_equal(zh_stream_tls_identity(p.sv), "a.test");
     write_identity("a.test", "a.test", 20, false, NULL);
     assert_int_equal(zh_tls_store_reload_if_changed(s), 1); /* frees the old set */
     assert_true(pair_handshake(&p));
@@ -772,7 +776,9 @@ static void *hs_thread_main(void *arg)
         SSL_set_fd(cl, fds[0]);
         SSL_set_connect_state(cl);
         set_sni(cl, "a.test");
-        struct zh_tls_conn *sv = zh_tls_conn_new(t->s, NULL, fds[1]);
+        struct zh_stream svs, *sv = &svs;
+        zh_stream_init(sv, fds[1]);
+        assert_int_equal(zh_tls_accept(t->s, NULL, sv), 0);
         bool cl_done = false, sv_done = false, failed = false;
         for (int round = 0; round < PUMP_ROUNDS && !(cl_done && sv_done) && !failed; round++) {
             if (!cl_done) {
@@ -783,7 +789,7 @@ static void *hs_thread_main(void *arg)
                     failed = true;
             }
             if (!sv_done) {
-                int r = zh_tls_conn_handshake(sv);
+                int r = zh_stream_handshake(sv);
                 if (r == 0)
                     sv_done = true;
                 else if (r != -EAGAIN)
@@ -796,7 +802,7 @@ static void *hs_thread_main(void *arg)
             t->bad++;
         ERR_clear_error();
         SSL_free(cl);
-        zh_tls_conn_free(sv);
+        zh_stream_free_tls(sv);
         close(fds[0]);
         close(fds[1]);
     }
@@ -847,7 +853,7 @@ static void data_both_ways_beyond_64k(void **state)
 
     /* Zero bytes is a no-op; a retry with fewer bytes than a blocked write is refused. */
     struct iovec none = {NULL, 0};
-    assert_int_equal(zh_tls_conn_writev(p.sv, &none, 1), 0);
+    assert_int_equal(zh_stream_writev(p.sv, &none, 1), 0);
     pair_close(&p);
     zh_tls_store_free(s);
 }
@@ -865,12 +871,12 @@ static void short_retry_after_blocked_write_is_an_error(void **state)
     struct iovec iov = {big, sizeof(big)};
     ssize_t r;
     int rounds = 0;
-    while ((r = zh_tls_conn_writev(p.sv, &iov, 1)) > 0 && rounds++ < 1000)
+    while ((r = zh_stream_writev(p.sv, &iov, 1)) > 0 && rounds++ < 1000)
         ;
     assert_int_equal(r, -EAGAIN);
     iov.iov_len = 10;
-    assert_int_equal(zh_tls_conn_writev(p.sv, &iov, 1), -EINVAL);
-    assert_non_null(strstr(zh_tls_conn_error(p.sv), "retried with 10 bytes"));
+    assert_int_equal(zh_stream_writev(p.sv, &iov, 1), -EINVAL);
+    assert_non_null(strstr(zh_stream_tls_error(p.sv), "retried with 10 bytes"));
     pair_close(&p);
     zh_tls_store_free(s);
 }
@@ -890,18 +896,18 @@ static void buffered_plaintext_is_reported_pending(void **state)
     ssize_t r;
     /* The first reads may only process the client's post-handshake messages. */
     int rounds = 0;
-    while ((r = zh_tls_conn_read(p.sv, b, sizeof(b))) == -EAGAIN && rounds++ < 10)
+    while ((r = zh_stream_read(p.sv, b, sizeof(b))) == -EAGAIN && rounds++ < 10)
         ;
     assert_int_equal(r, 100);
-    assert_true(zh_tls_conn_pending(p.sv));
+    assert_true(zh_stream_pending(p.sv));
     size_t got = 100;
-    while (zh_tls_conn_pending(p.sv)) {
-        r = zh_tls_conn_read(p.sv, b, sizeof(b));
+    while (zh_stream_pending(p.sv)) {
+        r = zh_stream_read(p.sv, b, sizeof(b));
         assert_true(r > 0);
         got += (size_t)r;
     }
     assert_int_equal(got, sizeof(msg));
-    assert_int_equal(zh_tls_conn_read(p.sv, b, sizeof(b)), -EAGAIN);
+    assert_int_equal(zh_stream_read(p.sv, b, sizeof(b)), -EAGAIN);
     pair_close(&p);
     zh_tls_store_free(s);
 }
@@ -921,7 +927,7 @@ static void eof_close_notify_tcp_close_and_server_shutdown(void **state)
     assert_true(pair_handshake(&p));
     send_client_to_server(&p, 10);
     assert_true(SSL_shutdown(p.cl) >= 0);
-    assert_int_equal(zh_tls_conn_read(p.sv, b, sizeof(b)), 0);
+    assert_int_equal(zh_stream_read(p.sv, b, sizeof(b)), 0);
     pair_close(&p);
 
     /* TCP close without close_notify (HTTP framing detects truncation). The client reads the
@@ -932,23 +938,23 @@ static void eof_close_notify_tcp_close_and_server_shutdown(void **state)
     assert_int_equal(SSL_read(p.cl, b, sizeof(b)), -1);
     close(p.fds[0]);
     p.fds[0] = -1;
-    assert_int_equal(zh_tls_conn_read(p.sv, b, sizeof(b)), 0);
+    assert_int_equal(zh_stream_read(p.sv, b, sizeof(b)), 0);
     pair_close(&p);
 
     /* TCP close before the ClientHello: the handshake fails, not a clean end. */
     pair_open(&p, s, NULL, "a.example.com");
     close(p.fds[0]);
     p.fds[0] = -1;
-    assert_int_equal(zh_tls_conn_handshake(p.sv), -ECONNRESET);
-    assert_string_equal(zh_tls_conn_error(p.sv), "handshake: connection closed by the peer");
+    assert_int_equal(zh_stream_handshake(p.sv), -ECONNRESET);
+    assert_string_equal(zh_stream_tls_error(p.sv), "handshake: connection closed by the peer");
     pair_close(&p);
 
     /* The same seen through read: just the end of the stream. */
     pair_open(&p, s, NULL, "a.example.com");
     close(p.fds[0]);
     p.fds[0] = -1;
-    assert_int_equal(zh_tls_conn_read(p.sv, b, sizeof(b)), 0);
-    assert_false(zh_tls_conn_established(p.sv));
+    assert_int_equal(zh_stream_read(p.sv, b, sizeof(b)), 0);
+    assert_false(zh_stream_established(p.sv));
     pair_close(&p);
 
     /* TCP close after the ClientHello: writing the ServerHello fails with the socket's errno. */
@@ -956,8 +962,8 @@ static void eof_close_notify_tcp_close_and_server_shutdown(void **state)
     assert_int_equal(SSL_do_handshake(p.cl), -1); /* ClientHello sent */
     close(p.fds[0]);
     p.fds[0] = -1;
-    assert_int_equal(zh_tls_conn_handshake(p.sv), -EPIPE);
-    assert_string_equal(zh_tls_conn_error(p.sv), "handshake: Broken pipe");
+    assert_int_equal(zh_stream_handshake(p.sv), -EPIPE);
+    assert_string_equal(zh_stream_tls_error(p.sv), "handshake: Broken pipe");
     assert_true(log_has("tls: connection failed for a.example.com: handshake: Broken pipe"));
     pair_close(&p);
 
@@ -965,8 +971,8 @@ static void eof_close_notify_tcp_close_and_server_shutdown(void **state)
     pair_open(&p, s, NULL, "a.example.com");
     assert_true(pair_handshake(&p));
     send_client_to_server(&p, 10);
-    assert_int_equal(zh_tls_conn_shutdown(p.sv), 0);
-    assert_int_equal(zh_tls_conn_shutdown(p.sv), 0); /* once */
+    assert_int_equal(zh_stream_shutdown(p.sv), 0);
+    assert_int_equal(zh_stream_shutdown(p.sv), 0); /* once */
     int r = SSL_read(p.cl, b, sizeof(b));
     assert_int_equal(r, 0);
     assert_int_equal(SSL_get_error(p.cl, r), SSL_ERROR_ZERO_RETURN);
@@ -977,8 +983,8 @@ static void eof_close_notify_tcp_close_and_server_shutdown(void **state)
     assert_true(pair_handshake(&p));
     close(p.fds[0]);
     p.fds[0] = -1;
-    assert_int_equal(zh_tls_conn_shutdown(p.sv), -EPIPE);
-    assert_string_equal(zh_tls_conn_error(p.sv), "shutdown: Broken pipe");
+    assert_int_equal(zh_stream_shutdown(p.sv), -EPIPE);
+    assert_string_equal(zh_stream_tls_error(p.sv), "shutdown: Broken pipe");
     pair_close(&p);
 
     /* A reset while writing is a fatal -errno. */
@@ -987,10 +993,10 @@ static void eof_close_notify_tcp_close_and_server_shutdown(void **state)
     close(p.fds[0]);
     p.fds[0] = -1;
     struct iovec iov = {b, sizeof(b)};
-    ssize_t w = zh_tls_conn_writev(p.sv, &iov, 1);
+    ssize_t w = zh_stream_writev(p.sv, &iov, 1);
     assert_int_equal(w, -EPIPE);
-    assert_non_null(strstr(zh_tls_conn_error(p.sv), "write: "));
-    assert_int_equal(zh_tls_conn_writev(p.sv, &iov, 1), -EPIPE);
+    assert_non_null(strstr(zh_stream_tls_error(p.sv), "write: "));
+    assert_int_equal(zh_stream_writev(p.sv, &iov, 1), -EPIPE);
     pair_close(&p);
 
     zh_tls_store_free(s);
@@ -1007,27 +1013,29 @@ static void sniff_tells_tls_from_plain_http(void **state)
 
     /* Plain HTTP: classified, and nothing consumed. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
-    assert_int_equal(zh_tls_sniff(fds[1]), ZH_TLS_SNIFF_NEED_MORE);
+    assert_int_equal(zh_stream_sniff(&(struct zh_stream){.fd = fds[1]}), ZH_STREAM_SNIFF_NEED_MORE);
     const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_int_equal(write(fds[0], req, 1), 1); /* one byte is enough */
-    assert_int_equal(zh_tls_sniff(fds[1]), ZH_TLS_SNIFF_PLAIN);
+    assert_int_equal(zh_stream_sniff(&(struct zh_stream){.fd = fds[1]}), ZH_STREAM_SNIFF_PLAIN);
     assert_int_equal(write(fds[0], req + 1, strlen(req) - 1), (ssize_t)strlen(req) - 1);
-    assert_int_equal(zh_tls_sniff(fds[1]), ZH_TLS_SNIFF_PLAIN);
+    assert_int_equal(zh_stream_sniff(&(struct zh_stream){.fd = fds[1]}), ZH_STREAM_SNIFF_PLAIN);
     char b[64];
     assert_int_equal(read(fds[1], b, sizeof(b)), (ssize_t)strlen(req));
     assert_memory_equal(b, req, strlen(req));
     close(fds[0]);
-    assert_int_equal(zh_tls_sniff(fds[1]), ZH_TLS_SNIFF_EOF);
+    assert_int_equal(zh_stream_sniff(&(struct zh_stream){.fd = fds[1]}), ZH_STREAM_SNIFF_EOF);
     close(fds[1]);
 
     /* Anything else goes to TLS, which refuses it. */
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
     assert_int_equal(write(fds[0], "\x01\x02garbage\r\n", 11), 11);
-    assert_int_equal(zh_tls_sniff(fds[1]), ZH_TLS_SNIFF_TLS);
-    struct zh_tls_conn *c = zh_tls_conn_new(s, NULL, fds[1]);
-    assert_int_equal(zh_tls_conn_handshake(c), -EPROTO);
-    assert_non_null(strstr(zh_tls_conn_error(c), "handshake: "));
-    zh_tls_conn_free(c);
+    assert_int_equal(zh_stream_sniff(&(struct zh_stream){.fd = fds[1]}), ZH_STREAM_SNIFF_TLS);
+    struct zh_stream cs, *c = &cs;
+    zh_stream_init(c, fds[1]);
+    assert_int_equal(zh_tls_accept(s, NULL, c), 0);
+    assert_int_equal(zh_stream_handshake(c), -EPROTO);
+    assert_non_null(strstr(zh_stream_tls_error(c), "handshake: "));
+    zh_stream_free_tls(c);
     close(fds[0]);
     close(fds[1]);
 
@@ -1035,7 +1043,7 @@ static void sniff_tells_tls_from_plain_http(void **state)
     struct pair p;
     pair_open(&p, s, NULL, "a.example.com");
     assert_int_equal(SSL_do_handshake(p.cl), -1);
-    assert_int_equal(zh_tls_sniff(p.fds[1]), ZH_TLS_SNIFF_TLS);
+    assert_int_equal(zh_stream_sniff(&(struct zh_stream){.fd = p.fds[1]}), ZH_STREAM_SNIFF_TLS);
     assert_true(pair_handshake(&p));
     pair_close(&p);
 
