@@ -1,6 +1,8 @@
 /* Internal to server/: the engine and connection structures shared by server.c (the engine: slots,
- * accept channel, handler packet dispatch, batched keep-alives, shutdown), conn.c (connection I/O,
- * timers, HTTP/1 heads and responses, stream-mode sessions) and reqmode.c (req-mode requests).
+ * accept channel, handler packet dispatch, batched keep-alives, shutdown), conn.c (the connection,
+ * its transport, output, states and deadlines), input.c (request head and body), response.c
+ * (HTTP/1 responses), handler.c (the ZHTTP session and packets to the handler), streammode.c and
+ * reqmode.c (the two modes).
  * Not part of the server API: daemon/ uses server/server.h only. See
  * docs/internals/conn-lifecycle.md. */
 #ifndef ZH_SERVER_CONN_H
@@ -24,6 +26,7 @@
 
 #define ZH_CONN_MAX_HEADERS 128 /* request header fields */
 #define ZH_CONN_ID_MAX      32
+#define ZH_CONN_CHUNK_SIZE  4096 /* output queue chunks (the engine's pool) */
 
 /* Connection states, logged as "-> [%s]". */
 enum zh_conn_state {
@@ -137,7 +140,19 @@ bool zh_server__hs_take(struct zh_server_limits *l);
 /* A counted handshake completed or its connection closed. */
 void zh_server__hs_release(struct zh_server_limits *l);
 
-/* ---- conn.c ---- */
+/* ---- server.c: the slots ---- */
+
+/* Give c a slot (the slot table grows as needed): s->slots[c->slot] == c until zh_server__drop. */
+void zh_server__slot_take(struct zh_server *s, struct zh_conn *c);
+
+/* A connection is freed: give back its slot, its place in the worker and in the process limit of
+ * its kind. */
+void zh_server__drop(struct zh_server *s, uint32_t slot, enum zh_server_kind kind);
+
+/* Give back a connection's place in the worker and in the process limit of its kind. */
+void zh_server__release(struct zh_server *s, enum zh_server_kind kind);
+
+/* ---- conn.c: the connection, its transport, output, states and deadlines ---- */
 
 /* Take over an accepted connection (frees a). */
 void zh_conn_new(struct zh_server *s, struct zh_accepted *a);
@@ -149,18 +164,14 @@ void zh_conn_close(struct zh_conn *c, const char *why);
  * free). */
 void zh_conn_free(struct zh_conn *c);
 
-/* A stream-mode handler packet for c's current session; id is the packet's entry for it. */
-void zh_conn_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
-                       const struct zh_zhttp_id *id);
-
-/* One of c's own messages on sock came back undelivered: no handler took the first packet within
- * --handler-wait (503), or the handler is unreachable (502 / close). */
-void zh_conn_on_undelivered(struct zh_conn *c, enum zh_zsock sock);
-
 /* Shutdown: close when idle, else finish with "Connection: close"; with cancel end it now. */
 void zh_conn_shutdown(struct zh_conn *c, bool cancel);
 
-/* ---- internal helpers shared by conn.c and reqmode.c ---- */
+/* The loop's time for c. */
+static inline uint64_t zh_conn__now(const struct zh_conn *c)
+{
+    return zh_loop_now(c->s->loop);
+}
 
 /* Change state (logged) and re-arm the conn's timer for the new state. */
 void zh_conn__set_state(struct zh_conn *c, enum zh_conn_state st);
@@ -174,77 +185,112 @@ void zh_conn__queue(struct zh_conn *c, const void *p, size_t n);
 /* Write what can be written, then set the epoll interest (or finish closing). */
 void zh_conn__flush(struct zh_conn *c);
 
-/* Answer with a short text/plain error (or other fixed) response and close after it; the session,
- * if any, ends without a cancel (send one first if the handler should know). */
-void zh_conn__simple_response(struct zh_conn *c, int status, const char *text);
+/* Act on buffered input in the current state (head, req-mode body, stream-mode body). */
+void zh_conn__process(struct zh_conn *c);
 
-/* Send a cancel to the handler (stream mode, address known), then end the session. */
-void zh_conn__cancel(struct zh_conn *c);
+/* The response has been handed over in full: end the session, then close or wait for the next
+ * request. */
+void zh_conn__response_done(struct zh_conn *c);
 
-/* End the current session (no packet sent). */
-void zh_conn__session_end(struct zh_conn *c);
+/* ---- input.c: the request head and body bytes ---- */
 
-/* Start a session: new id, session state, counters. */
-void zh_conn__session_begin(struct zh_conn *c);
+/* Parse and start the next request, if a whole head is buffered. */
+void zh_input_head(struct zh_conn *c);
+
+/* Drop the first n bytes of the input buffer. */
+void zh_input_consume(struct zh_conn *c, size_t n);
+
+/* Decode buffered chunked framing in place: payload bytes gather at in[body_off..body_off +
+ * body_ready), framing is cut out, bytes after the body stay. Returns 0, or -1 after answering a
+ * malformed body with an error response. */
+int zh_input_decode_chunked(struct zh_conn *c);
 
 /* The absolute uri of the parsed request, appended to uri. */
-void zh_conn__build_uri(struct zh_conn *c, const struct zh_http1_framing *f, struct zh_buf *uri);
+void zh_input_build_uri(struct zh_conn *c, const struct zh_http1_framing *f, struct zh_buf *uri);
 
 /* Fill p's request fields (method, uri, headers, peer address) from the parsed head; uri is the
  * caller's buffer that p->uri points into. */
-void zh_conn__request_fields(struct zh_conn *c, struct zh_zhttp_packet *p,
+void zh_input_request_fields(struct zh_conn *c, struct zh_zhttp_packet *p,
                              const struct zh_http1_header *hdrs, size_t nh,
                              const struct zh_http1_framing *f, struct zh_buf *uri);
 
+/* ---- response.c: HTTP/1 responses ---- */
+
+/* Answer with a short text/plain error (or other fixed) response and close after it; the session,
+ * if any, ends without a cancel (send one first if the handler should know). */
+void zh_response_simple(struct zh_conn *c, int status, const char *text);
+
 /* The status of a handler's response head: its code (200 when absent) if within 100-599, else -1.
  */
-int zh_conn__status(const struct zh_zhttp_packet *p);
+int zh_response_status(const struct zh_zhttp_packet *p);
 
 /* A handler's 1xx before the final response: 100 and 103 go to an HTTP/1.1 client as interim
  * responses (100 only while the client waits for its 100 Continue) or are dropped with a log line;
  * 101 (no upgrade reaches a handler), 102, other 1xx, a 1xx with a body, and any 1xx in req mode
  * are refused with a log line. Returns 0 when the exchange goes on, -1 when the caller answers 502.
  */
-int zh_conn__interim(struct zh_conn *c, const struct zh_zhttp_packet *p, int code);
+int zh_response_interim(struct zh_conn *c, const struct zh_zhttp_packet *p, int code);
 
 /* Queue the final response head for handler packet p (its code, reason and headers, minus
  * hop-by-hop ones and Content-Length, which we decide) and choose the body framing. more says
  * whether body packets follow. Returns 0, or -1 for a head we cannot write, a status outside
  * 200-599 included (the caller answers 502). */
-int zh_conn__response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool more);
+int zh_response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool more);
 
-/* The response has been handed over in full: end the session, then close or wait for the next
- * request. */
-void zh_conn__response_done(struct zh_conn *c);
+/* Queue body bytes in the chosen framing; without more, end the body and the response. */
+void zh_response_body(struct zh_conn *c, struct zh_span body, bool more);
+
+/* ---- handler.c: the ZHTTP session and packets to the handler ---- */
+
+/* Start a session: new id, session state, counters. */
+void zh_handler_session_begin(struct zh_conn *c);
+
+/* End the current session (no packet sent). */
+void zh_handler_session_end(struct zh_conn *c);
+
+/* Send a cancel to the handler (stream mode, address known), then end the session. */
+void zh_handler_cancel(struct zh_conn *c);
+
+/* The engine's scratch packet, reset, with our from and, in stream mode, c's id and next seq. */
+struct zh_zhttp_packet *zh_handler_packet(struct zh_conn *c);
 
 /* Build and send our own encoded packet on sock with the bridge's give-back flag; first packets
  * get the --handler-wait deadline. */
-void zh_conn__send(struct zh_conn *c, enum zh_zsock sock, const struct zh_zhttp_packet *p);
+void zh_handler_send(struct zh_conn *c, enum zh_zsock sock, const struct zh_zhttp_packet *p);
 
-/* The engine's scratch packet, reset, with our from and, in stream mode, c's id and next seq. */
-struct zh_zhttp_packet *zh_conn__packet(struct zh_conn *c);
+/* Stream mode, handler address known: a packet of this type alone (cancel, handoff-proceed). */
+void zh_handler_send_simple(struct zh_conn *c, enum zh_zhttp_type type);
 
-/* Decode buffered chunked framing in place: payload bytes gather at in[body_off..body_off +
- * body_ready), framing is cut out, bytes after the body stay. Returns 0, or -1 after answering a
- * malformed body with an error response. */
-int zh_conn__decode_chunked(struct zh_conn *c);
+/* Stream mode: grant the handler the response bytes that left the output queue. */
+void zh_handler_grant_credits(struct zh_conn *c);
 
-/* ---- server.c ---- */
+/* One of c's own messages on sock came back undelivered: no handler took the first packet within
+ * --handler-wait (503), or the handler is unreachable (502 / close). */
+void zh_handler_on_undelivered(struct zh_conn *c, enum zh_zsock sock);
 
-/* Give back a freed connection's place in the worker and in the process limit of its kind. */
-void zh_server__release(struct zh_server *s, enum zh_server_kind kind);
+/* ---- streammode.c ---- */
+
+/* Stream mode: the first packet goes out on PUSH; the body follows under the handler's credits. */
+void zh_streammode_start(struct zh_conn *c, const struct zh_http1_header *hdrs, size_t nh,
+                         const struct zh_http1_framing *f);
+
+/* Forward buffered request body bytes to the handler as its credits allow. */
+void zh_streammode_pump(struct zh_conn *c);
+
+/* A stream-mode handler packet for c's current session; id is the packet's entry for it. */
+void zh_streammode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
+                             const struct zh_zhttp_id *id);
 
 /* ---- reqmode.c ---- */
 
 /* A req-mode head was parsed: check the body size, then read the body or send the request. */
-void zh_conn__req_start(struct zh_conn *c, const struct zh_http1_framing *f);
+void zh_reqmode_start(struct zh_conn *c, const struct zh_http1_framing *f);
 
 /* Read progress in ZH_CONN_BODY: decode, bound and complete the body, then send the request. */
-void zh_conn__req_body(struct zh_conn *c);
+void zh_reqmode_body(struct zh_conn *c);
 
 /* The handler's answer to a req-mode request. May take *mp (the message p was decoded from) to
  * write the body from it without a copy; sets *mp to NULL then. */
-void zh_conn__req_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
-                            struct zh_zmsg **mp);
+void zh_reqmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, struct zh_zmsg **mp);
 
 #endif

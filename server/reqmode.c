@@ -16,11 +16,11 @@ static void refuse_too_large(struct zh_conn *c, uint64_t size, bool known)
     zh_info("session %.*s: request body %s%llu bytes is over --body-buffer-size (%zu): 413",
             (int)c->id_len, c->id, known ? "of " : "past ", (unsigned long long)size,
             c->s->cfg.body_buffer_size);
-    zh_conn__session_end(c);
-    zh_conn__simple_response(c, 413, "request body too large");
+    zh_handler_session_end(c);
+    zh_response_simple(c, 413, "request body too large");
 }
 
-void zh_conn__req_start(struct zh_conn *c, const struct zh_http1_framing *f)
+void zh_reqmode_start(struct zh_conn *c, const struct zh_http1_framing *f)
 {
     const struct zh_server_config *cfg = &c->s->cfg;
     if (f->body == ZH_HTTP1_BODY_LENGTH && f->content_length > cfg->body_buffer_size) {
@@ -35,7 +35,7 @@ void zh_conn__req_start(struct zh_conn *c, const struct zh_http1_framing *f)
         zh_conn__queue(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     }
     zh_conn__set_state(c, ZH_CONN_BODY);
-    zh_conn__req_body(c);
+    zh_reqmode_body(c);
 }
 
 /* Make room for more body bytes behind the head. Returns false when the body cannot fit. */
@@ -74,15 +74,15 @@ static void send_request(struct zh_conn *c)
     if (r <= 0 || zh_http1_req_framing(&c->req, hdrs, nh, &f) < 0) {
         /* The same bytes parsed a moment ago; this cannot happen. */
         zh_error("session %.*s: request head changed in the buffer", (int)c->id_len, c->id);
-        zh_conn__session_end(c);
-        zh_conn__simple_response(c, 500, "internal error");
+        zh_handler_session_end(c);
+        zh_response_simple(c, 500, "internal error");
         return;
     }
-    struct zh_zhttp_packet *p = zh_conn__packet(c);
+    struct zh_zhttp_packet *p = zh_handler_packet(c);
     struct zh_buf uri = {0};
-    zh_conn__request_fields(c, p, hdrs, nh, &f, &uri);
+    zh_input_request_fields(c, p, hdrs, nh, &f, &uri);
     p->body = (struct zh_span){(const uint8_t *)c->in + c->body_off, c->body_ready};
-    zh_conn__send(c, ZH_ZS_S_REQ, p);
+    zh_handler_send(c, ZH_ZS_S_REQ, p);
     zh_buf_free(&uri);
 
     /* Drop the head and body (chunk framing is already cut out); pipelined bytes stay. */
@@ -103,12 +103,12 @@ static void send_request(struct zh_conn *c)
     zh_conn__flush(c);
 }
 
-void zh_conn__req_body(struct zh_conn *c)
+void zh_reqmode_body(struct zh_conn *c)
 {
     const struct zh_server_config *cfg = &c->s->cfg;
     bool done;
     if (c->req_body == ZH_HTTP1_BODY_CHUNKED) {
-        if (zh_conn__decode_chunked(c) < 0)
+        if (zh_input_decode_chunked(c) < 0)
             return;
         if (c->body_ready > cfg->body_buffer_size) {
             refuse_too_large(c, c->body_ready, false);
@@ -133,7 +133,7 @@ void zh_conn__req_body(struct zh_conn *c)
     zh_conn__flush(c);
 }
 
-void zh_conn__req_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, struct zh_zmsg **mp)
+void zh_reqmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, struct zh_zmsg **mp)
 {
     if (c->state != ZH_CONN_REQUEST) {
         zh_info("session %.*s: req-mode answer while %s, dropped", (int)c->id_len, c->id,
@@ -144,8 +144,8 @@ void zh_conn__req_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, 
         zh_info("session %.*s: handler sent %s%s%.*s: 502", (int)c->id_len, c->id,
                 zh_zhttp_type_name(p->type), p->condition.p ? " " : "", (int)p->condition.n,
                 p->condition.p ? (const char *)p->condition.p : "");
-        zh_conn__session_end(c);
-        zh_conn__simple_response(c, 502, "handler failed the request");
+        zh_handler_session_end(c);
+        zh_response_simple(c, 502, "handler failed the request");
         return;
     }
     if (p->type != ZH_ZHTTP_DATA) {
@@ -155,25 +155,25 @@ void zh_conn__req_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, 
     }
     if ((p->has & ZH_ZF_MORE) && p->more) {
         zh_info("session %.*s: req-mode answer with more=true: 502", (int)c->id_len, c->id);
-        zh_conn__session_end(c);
-        zh_conn__simple_response(c, 502, "invalid response from handler");
+        zh_handler_session_end(c);
+        zh_response_simple(c, 502, "invalid response from handler");
         return;
     }
-    int code = zh_conn__status(p);
+    int code = zh_response_status(p);
     if (code < 200) {
         if (code < 0)
             zh_info("session %.*s: handler sent status %lld, outside 100-599: 502", (int)c->id_len,
                     c->id, (long long)p->code);
         else
-            zh_conn__interim(c, p, code); /* refuses (and logs) any 1xx in req mode */
-        zh_conn__session_end(c);
-        zh_conn__simple_response(c, 502, "invalid response from handler");
+            zh_response_interim(c, p, code); /* refuses (and logs) any 1xx in req mode */
+        zh_handler_session_end(c);
+        zh_response_simple(c, 502, "invalid response from handler");
         return;
     }
-    if (zh_conn__response_head(c, p, false) < 0) {
+    if (zh_response_head(c, p, false) < 0) {
         zh_info("session %.*s: handler sent an invalid response head: 502", (int)c->id_len, c->id);
-        zh_conn__session_end(c);
-        zh_conn__simple_response(c, 502, "invalid response from handler");
+        zh_handler_session_end(c);
+        zh_response_simple(c, 502, "invalid response from handler");
         return;
     }
     if (c->resp_body != ZH_HTTP1_BODY_NONE && p->body.n > 0) {

@@ -76,6 +76,31 @@ void zh_server_unreserve(struct zh_server *s, enum zh_server_kind kind)
     zh_server__release(s, kind);
 }
 
+/* ---- the slots: the connections of this worker, by slot (the middle part of session ids) ---- */
+
+void zh_server__slot_take(struct zh_server *s, struct zh_conn *c)
+{
+    if (s->n_free == 0) {
+        uint32_t n = s->n_slots ? s->n_slots * 2 : 64;
+        s->slots = zh_realloc(s->slots, n * sizeof(*s->slots));
+        s->free_slots = zh_realloc(s->free_slots, n * sizeof(*s->free_slots));
+        for (uint32_t i = n; i > s->n_slots; i--) {
+            s->slots[i - 1] = NULL;
+            s->free_slots[s->n_free++] = i - 1;
+        }
+        s->n_slots = n;
+    }
+    c->slot = s->free_slots[--s->n_free];
+    s->slots[c->slot] = c;
+}
+
+void zh_server__drop(struct zh_server *s, uint32_t slot, enum zh_server_kind kind)
+{
+    s->slots[slot] = NULL;
+    s->free_slots[s->n_free++] = slot;
+    zh_server__release(s, kind);
+}
+
 void zh_server__release(struct zh_server *s, enum zh_server_kind kind)
 {
     atomic_fetch_sub(&s->n_conns, 1);
@@ -127,7 +152,7 @@ static void on_undelivered(struct zh_server *s, struct zh_zmsg *m, struct zh_zht
     for (size_t i = 0; i < p->n_ids; i++) {
         struct zh_conn *c = find_session(s, p->ids[i].id);
         if (c)
-            zh_conn_on_undelivered(c, m->sock);
+            zh_handler_on_undelivered(c, m->sock);
         else
             zh_debug("%s: undelivered %s packet for ended session '%.*s'", zh_zsock_name(m->sock),
                      p->type == ZH_ZHTTP_DATA ? "data" : zh_zhttp_type_name(p->type),
@@ -171,11 +196,11 @@ void zh_server_on_zmsg(struct zh_server *s, struct zh_zmsg *m)
             continue;
         }
         if (c && c->req_mode) {
-            zh_conn__req_on_packet(c, p, &m); /* may keep m for the body */
+            zh_reqmode_on_packet(c, p, &m); /* may keep m for the body */
             continue;
         }
         if (c) {
-            zh_conn_on_packet(c, p, id);
+            zh_streammode_on_packet(c, p, id);
             continue;
         }
         if (zh_session_unknown_action(ZH_ROLE_SERVER, p) == ZH_UNKNOWN_DROP)
@@ -202,9 +227,9 @@ static void ka_send_group(struct zh_server *s, struct zh_conn **batch, size_t n)
     struct zh_conn *first = batch[0];
     if (!first->sess.peer_multi || n == 1) {
         for (size_t i = 0; i < n; i++) {
-            struct zh_zhttp_packet *p = zh_conn__packet(batch[i]);
+            struct zh_zhttp_packet *p = zh_handler_packet(batch[i]);
             p->type = ZH_ZHTTP_KEEP_ALIVE;
-            zh_conn__send(batch[i], ZH_ZS_S_OUT_STREAM, p);
+            zh_handler_send(batch[i], ZH_ZS_S_OUT_STREAM, p);
         }
         return;
     }
@@ -224,7 +249,7 @@ static void ka_send_group(struct zh_server *s, struct zh_conn **batch, size_t n)
             p->ids[i].seq = zh_session_take_seq(&c->sess, now);
         }
         /* Sent with the first session's address (the same for all of them). */
-        zh_conn__send(first, ZH_ZS_S_OUT_STREAM, p);
+        zh_handler_send(first, ZH_ZS_S_OUT_STREAM, p);
     }
     zh_trace("worker %u: %zu keep-alives to '%s' batched", s->worker, n, first->sess.peer);
 }
@@ -310,7 +335,7 @@ struct zh_server *zh_server_new(struct zh_loop *loop, struct zh_zport *port, uns
     atomic_init(&s->closing_flag, false);
     s->out_pkt = zh_malloc(sizeof(*s->out_pkt));
     s->in_pkt = zh_malloc(sizeof(*s->in_pkt));
-    zh_chunk_pool_init(&s->pool, 4096, 1024);
+    zh_chunk_pool_init(&s->pool, ZH_CONN_CHUNK_SIZE, 1024);
     s->accept_ch = zh_chan_new(1024);
     zh_io_init(&s->accept_io, zh_chan_fd(s->accept_ch), accept_cb, s);
     zh_io_set(loop, &s->accept_io, ZH_EV_READ);
