@@ -54,6 +54,8 @@ struct zh_listener {
     unsigned conn_peak; /* most connections held since the last trim */
 };
 
+/* Open, bind and listen. Returns the fd, or -errno with the reason appended to err (-EINVAL for an
+ * address that is not numeric). */
 static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len,
                     struct zh_buf *err)
 {
@@ -75,25 +77,66 @@ static int open_tcp(const struct zh_listen_spec *sp, char *name, size_t name_len
         snprintf(name, name_len, "[%s]:%d", addr, sp->port);
     } else {
         zh_buf_printf(err, "listen: '%s' is not a numeric IPv4 or IPv6 address", addr);
-        return -1;
+        return -EINVAL;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        zh_buf_printf(err, "listen %s: socket: %s", name, strerror(errno));
-        return -1;
+        int e = errno;
+        zh_buf_printf(err, "listen %s: socket: %s", name, strerror(e));
+        return -e;
     }
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (ss.ss_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
-        zh_buf_printf(err, "listen %s: %s", name, strerror(errno));
+        int e = errno;
+        zh_buf_printf(err, "listen %s: %s", name, strerror(e));
         close(fd);
-        return -1;
+        return -e;
     }
     return fd;
 }
 
+/* Give the socket file its mode and owner. Returns 0, or -errno with the reason in err (-ENOENT
+ * for an unknown user or group). */
+static int own_unix(const struct zh_listen_spec *sp, const char *name, struct zh_buf *err)
+{
+    if (sp->mode >= 0 && chmod(sp->path, (mode_t)sp->mode) < 0) {
+        int e = errno;
+        zh_buf_printf(err, "listen %s: chmod %o: %s", name, (unsigned)sp->mode, strerror(e));
+        return -e;
+    }
+    if (!sp->user && !sp->group)
+        return 0;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    if (sp->user) {
+        struct passwd *pw = getpwnam(sp->user);
+        if (!pw) {
+            zh_buf_printf(err, "listen %s: unknown user '%s'", name, sp->user);
+            return -ENOENT;
+        }
+        uid = pw->pw_uid;
+    }
+    if (sp->group) {
+        struct group *gr = getgrnam(sp->group);
+        if (!gr) {
+            zh_buf_printf(err, "listen %s: unknown group '%s'", name, sp->group);
+            return -ENOENT;
+        }
+        gid = gr->gr_gid;
+    }
+    if (chown(sp->path, uid, gid) < 0) {
+        int e = errno;
+        zh_buf_printf(err, "listen %s: chown: %s", name, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Open, bind and listen on a unix socket. Returns the fd, or -errno with the reason in err
+ * (-ENAMETOOLONG for a missing or long path, -EADDRINUSE when a live server answers there). */
 static int open_unix(const struct zh_listen_spec *sp, char *name, size_t name_len,
                      struct zh_buf *err)
 {
@@ -102,15 +145,17 @@ static int open_unix(const struct zh_listen_spec *sp, char *name, size_t name_le
     sun.sun_family = AF_UNIX;
     if (!sp->path || strlen(sp->path) >= sizeof(sun.sun_path)) {
         zh_buf_printf(err, "listen: unix socket path missing or too long");
-        return -1;
+        return -ENAMETOOLONG;
     }
     memcpy(sun.sun_path, sp->path, strlen(sp->path) + 1);
     snprintf(name, name_len, "unix:%s", sp->path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        zh_buf_printf(err, "listen %s: socket: %s", name, strerror(errno));
-        return -1;
+        int e = errno;
+        zh_buf_printf(err, "listen %s: socket: %s", name, strerror(e));
+        return -e;
     }
+    int rc;
     /* A socket file left by a process that is gone is replaced; one that still answers belongs
      * to a live server and is not stolen. */
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -119,49 +164,24 @@ static int open_unix(const struct zh_listen_spec *sp, char *name, size_t name_le
         close(probe);
         if (r == 0) {
             zh_buf_printf(err, "listen %s: in use by another process", name);
-            close(fd);
-            return -1;
+            rc = -EADDRINUSE;
+            goto fail;
         }
     }
     unlink(sp->path);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 || listen(fd, 1024) < 0) {
-        zh_buf_printf(err, "listen %s: %s", name, strerror(errno));
-        close(fd);
-        return -1;
+        rc = -errno;
+        zh_buf_printf(err, "listen %s: %s", name, strerror(-rc));
+        goto fail;
     }
-    if (sp->mode >= 0 && chmod(sp->path, (mode_t)sp->mode) < 0) {
-        zh_buf_printf(err, "listen %s: chmod %o: %s", name, (unsigned)sp->mode, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    if (sp->user || sp->group) {
-        uid_t uid = (uid_t)-1;
-        gid_t gid = (gid_t)-1;
-        if (sp->user) {
-            struct passwd *pw = getpwnam(sp->user);
-            if (!pw) {
-                zh_buf_printf(err, "listen %s: unknown user '%s'", name, sp->user);
-                close(fd);
-                return -1;
-            }
-            uid = pw->pw_uid;
-        }
-        if (sp->group) {
-            struct group *gr = getgrnam(sp->group);
-            if (!gr) {
-                zh_buf_printf(err, "listen %s: unknown group '%s'", name, sp->group);
-                close(fd);
-                return -1;
-            }
-            gid = gr->gr_gid;
-        }
-        if (chown(sp->path, uid, gid) < 0) {
-            zh_buf_printf(err, "listen %s: chown: %s", name, strerror(errno));
-            close(fd);
-            return -1;
-        }
-    }
+    rc = own_unix(sp, name, err);
+    if (rc < 0)
+        goto fail;
     return fd;
+
+fail:
+    close(fd);
+    return rc;
 }
 
 struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n,
