@@ -1,3 +1,6 @@
+/* The zmq bridge thread: its sockets (created and bound on the caller's thread), the zmq_poll loop,
+ * the routing of inbound messages to workers and the parking of outbound ones. See zbridge.h and
+ * docs/internals/zbridge.md; ipc endpoints are ipc.c's, the worker side is zport.c. */
 #include "shared/rt/zbridge.h"
 
 #include <errno.h>
@@ -15,6 +18,7 @@
 
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
+#include "shared/rt/ipc.h"
 #include "shared/rt/log.h"
 #include "shared/rt/zroute.h"
 
@@ -22,7 +26,6 @@
 #define INBOX_PENDING 256 /* per-worker overflow before the bridge stops reading */
 #define RETRY_MS      10
 #define MAX_IDENTITY  255
-#define MAX_LOCKS     64
 #define REACH_SLOTS   256 /* remembered ROUTER peers that took a message (direct-mapped) */
 
 struct dest {
@@ -62,8 +65,7 @@ struct zh_zbridge {
     size_t dest_max;
     void *ctx;
     void *socks[ZH_ZS_COUNT];
-    int lock_fds[MAX_LOCKS];
-    int n_locks;
+    struct zh_ipc_locks locks;
     struct inq in[ZH_ZBRIDGE_MAX_WORKERS];
     struct outchan out[ZH_ZBRIDGE_MAX_WORKERS][ZH_ZS_COUNT];
     struct dest *dests;
@@ -79,165 +81,7 @@ struct zh_zbridge {
     struct reach reach[REACH_SLOTS];
 };
 
-static const int sock_types[ZH_ZS_COUNT] = {
-    [ZH_ZS_C_IN] = ZMQ_PULL,    [ZH_ZS_C_IN_STREAM] = ZMQ_ROUTER, [ZH_ZS_C_OUT] = ZMQ_XPUB,
-    [ZH_ZS_C_REQ] = ZMQ_ROUTER, [ZH_ZS_S_OUT] = ZMQ_PUSH,         [ZH_ZS_S_OUT_STREAM] = ZMQ_ROUTER,
-    [ZH_ZS_S_IN] = ZMQ_SUB,     [ZH_ZS_S_REQ] = ZMQ_DEALER,
-};
-
-static bool sock_receives(enum zh_zsock s)
-{
-    return s != ZH_ZS_S_OUT;
-}
-
-static bool sock_sends(enum zh_zsock s)
-{
-    return s != ZH_ZS_C_IN && s != ZH_ZS_S_IN;
-}
-
-static bool sock_is_router(enum zh_zsock s)
-{
-    return sock_types[s] == ZMQ_ROUTER;
-}
-
-static enum zh_role sock_role(enum zh_zsock s)
-{
-    return s < ZH_ZS_S_OUT ? ZH_ROLE_CLIENT : ZH_ROLE_SERVER;
-}
-
 /* ---- setup ---- */
-
-static int setopt_int(void *sock, int opt, int v)
-{
-    return zmq_setsockopt(sock, opt, &v, sizeof(v));
-}
-
-/* For an ipc endpoint: make the path absolute, create the parent directory and take `<path>.lock`,
- * so a second instance fails here instead of libzmq silently unlinking our socket file on its bind.
- */
-static int prepare_ipc(struct zh_zbridge *b, const char *spec, bool bind, struct zh_buf *abs,
-                       struct zh_buf *err)
-{
-    const char *path = spec + 6;
-    zh_buf_reset(abs);
-    zh_buf_puts(abs, "ipc://");
-    if (path[0] != '/') {
-        char cwd[PATH_MAX];
-        if (!getcwd(cwd, sizeof(cwd))) {
-            zh_buf_printf(err, "%s: cannot make path absolute: %s", spec, strerror(errno));
-            return -1;
-        }
-        zh_buf_printf(abs, "%s/", cwd);
-    }
-    zh_buf_puts(abs, path);
-    if (!bind)
-        return 0;
-    const char *full = zh_buf_cstr(abs) + 6;
-    /* mkdir -p of the parent directory */
-    char dir[PATH_MAX];
-    size_t n = strlen(full);
-    if (n >= sizeof(dir)) {
-        zh_buf_printf(err, "%s: path too long", spec);
-        return -1;
-    }
-    memcpy(dir, full, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (slash && slash != dir) {
-        *slash = '\0';
-        for (char *p = dir + 1; *p; p++) {
-            if (*p != '/')
-                continue;
-            *p = '\0';
-            if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-                zh_buf_printf(err, "%s: cannot create directory %s: %s", spec, dir,
-                              strerror(errno));
-                return -1;
-            }
-            *p = '/';
-        }
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-            zh_buf_printf(err, "%s: cannot create directory %s: %s", spec, dir, strerror(errno));
-            return -1;
-        }
-    }
-    if (b->n_locks >= MAX_LOCKS) {
-        zh_buf_printf(err, "%s: too many ipc endpoints", spec);
-        return -1;
-    }
-    char lock[PATH_MAX + 8];
-    snprintf(lock, sizeof(lock), "%s.lock", full);
-    int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        zh_buf_printf(err, "%s: cannot open lock file %s: %s", spec, lock, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            zh_buf_printf(err, "%s: in use by another process (lock %s is held)", spec, lock);
-        else
-            zh_buf_printf(err, "%s: cannot lock %s: %s", spec, lock, strerror(e));
-        return -1;
-    }
-    b->lock_fds[b->n_locks++] = fd;
-    return 0;
-}
-
-static int open_socket(struct zh_zbridge *b, enum zh_zsock s, const struct zh_zbridge_config *cfg,
-                       struct zh_buf *err)
-{
-    const struct zh_zbridge_sock_config *sc = &cfg->socks[s];
-    void *sock = zmq_socket(b->ctx, sock_types[s]);
-    if (!sock) {
-        zh_buf_printf(err, "%s: zmq_socket: %s", zh_zsock_name(s), zmq_strerror(errno));
-        return -1;
-    }
-    b->socks[s] = sock;
-    setopt_int(sock, ZMQ_LINGER, 0);
-    if (sock_receives(s) && cfg->in_hwm > 0)
-        setopt_int(sock, ZMQ_RCVHWM, cfg->in_hwm);
-    if (sock_sends(s) && cfg->out_hwm > 0)
-        setopt_int(sock, ZMQ_SNDHWM, cfg->out_hwm);
-    if (s == ZH_ZS_C_IN_STREAM || s == ZH_ZS_S_OUT_STREAM) {
-        zmq_setsockopt(sock, ZMQ_ROUTING_ID, b->id, b->id_len);
-        setopt_int(sock, ZMQ_ROUTER_HANDOVER, 1);
-    }
-    if (sock_is_router(s))
-        setopt_int(sock, ZMQ_ROUTER_MANDATORY, 1);
-    if (s == ZH_ZS_C_OUT)
-        setopt_int(sock, ZMQ_XPUB_NODROP, 1);
-    if (s == ZH_ZS_S_IN) {
-        char topic[ZH_ZHTTP_MAX_ID_LEN + 2];
-        int tn = snprintf(topic, sizeof(topic), "%s ", b->id);
-        zmq_setsockopt(sock, ZMQ_SUBSCRIBE, topic, (size_t)tn);
-    }
-    struct zh_buf abs = {0};
-    int rc = 0;
-    for (size_t i = 0; i < sc->n_specs && rc == 0; i++) {
-        const char *spec = sc->specs[i];
-        bool bind = !sc->connect;
-        if (strncmp(spec, "ipc://", 6) == 0) {
-            if (prepare_ipc(b, spec, bind, &abs, err) < 0) {
-                rc = -1;
-                break;
-            }
-            spec = zh_buf_cstr(&abs);
-        }
-        int r = bind ? zmq_bind(sock, spec) : zmq_connect(sock, spec);
-        if (r < 0) {
-            zh_buf_printf(err, "%s: cannot %s %s: %s", zh_zsock_name(s), bind ? "bind" : "connect",
-                          spec, zmq_strerror(errno));
-            rc = -1;
-            break;
-        }
-        if (bind && strncmp(spec, "ipc://", 6) == 0 && cfg->ipc_file_mode >= 0)
-            chmod(spec + 6, (mode_t)cfg->ipc_file_mode);
-        zh_info("zmq %s %s %s", zh_zsock_name(s), bind ? "bound" : "connected", spec);
-    }
-    zh_buf_free(&abs);
-    return rc;
-}
 
 struct zh_zbridge *zh_zbridge_new(const struct zh_zbridge_config *cfg, struct zh_buf *err)
 {
@@ -263,13 +107,13 @@ struct zh_zbridge *zh_zbridge_new(const struct zh_zbridge_config *cfg, struct zh
     for (unsigned w = 0; w < b->workers; w++) {
         b->in[w].ch = zh_chan_new(cap);
         for (int s = 0; s < ZH_ZS_COUNT; s++)
-            if (cfg->socks[s].n_specs > 0 && sock_sends((enum zh_zsock)s))
+            if (cfg->socks[s].n_specs > 0 && zh_zsock_sends((enum zh_zsock)s))
                 b->out[w][s].ch = zh_chan_new(cap);
     }
     for (int s = 0; s < ZH_ZS_COUNT; s++) {
         if (cfg->socks[s].n_specs == 0)
             continue;
-        if (open_socket(b, (enum zh_zsock)s, cfg, err) < 0) {
+        if (zh_zsock_open(b->ctx, (enum zh_zsock)s, cfg, &b->locks, &b->socks[s], err) < 0) {
             zh_zbridge_free(b);
             return NULL;
         }
@@ -290,6 +134,11 @@ struct zh_chan *zh_zbridge_inbox(struct zh_zbridge *b, unsigned w)
 const char *zh_zbridge_id(const struct zh_zbridge *b)
 {
     return b->id;
+}
+
+struct zh_chan *zh_zbridge_outbox(struct zh_zbridge *b, unsigned w, enum zh_zsock s)
+{
+    return b->out[w][s].ch;
 }
 
 static void deliver(struct zh_zbridge *b, unsigned w, struct zh_zmsg *m);
@@ -319,7 +168,7 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
 {
     const uint8_t *id = NULL;
     size_t idn = 0;
-    if (sock_is_router(m->sock) && m->nframes > 0) {
+    if (zh_zsock_is_router(m->sock) && m->nframes > 0) {
         struct zh_span f = zh_zmsg_frame(m, 0);
         id = f.p;
         idn = f.n > MAX_IDENTITY ? MAX_IDENTITY : f.n;
@@ -339,21 +188,9 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
     return d;
 }
 
-/* Append m to the singly linked FIFO (*head, *tail) that parked messages, inbox overflow and worker
- * ports all use. */
-static void fifo_append(struct zh_zmsg **head, struct zh_zmsg **tail, struct zh_zmsg *m)
-{
-    m->next = NULL;
-    if (*tail)
-        (*tail)->next = m;
-    else
-        *head = m;
-    *tail = m;
-}
-
 static void park(struct zh_zbridge *b, struct dest *d, struct zh_zmsg *m)
 {
-    fifo_append(&d->head, &d->tail, m);
+    zh_zmsg_fifo_append(&d->head, &d->tail, m);
     d->count++;
     b->n_parked++;
 }
@@ -377,7 +214,7 @@ static bool reach_match(const struct reach *r, const struct zh_zmsg *m)
 /* m went out: remember its ROUTER peer (only for messages whose fate the worker wants to know). */
 static void sent_ok(struct zh_zbridge *b, const struct zh_zmsg *m)
 {
-    if (!(m->flags & ZH_ZMSG_F_NOTIFY) || !sock_is_router(m->sock) || m->nframes < 2)
+    if (!(m->flags & ZH_ZMSG_F_NOTIFY) || !zh_zsock_is_router(m->sock) || m->nframes < 2)
         return;
     struct zh_span f = zh_zmsg_frame(m, 0);
     if (f.n == 0 || f.n > MAX_IDENTITY)
@@ -394,7 +231,7 @@ static void sent_ok(struct zh_zbridge *b, const struct zh_zmsg *m)
  * worker must hear about; it is forgotten then. */
 static bool reach_lost(struct zh_zbridge *b, const struct zh_zmsg *m)
 {
-    if (!sock_is_router(m->sock) || m->nframes < 2)
+    if (!zh_zsock_is_router(m->sock) || m->nframes < 2)
         return false;
     struct reach *r = reach_slot(b, m);
     if (!reach_match(r, m))
@@ -601,23 +438,6 @@ static void mark_all_ready(struct zh_zbridge *b)
 
 /* ---- inbound ---- */
 
-/* Push a FIFO's messages into ch in order until it is full; returns how many went. The next link is
- * read before each push: once pushed, a message belongs to the other thread, which may free it. */
-static size_t push_fifo(struct zh_chan *ch, struct zh_zmsg **head, struct zh_zmsg **tail)
-{
-    size_t n = 0;
-    while (*head) {
-        struct zh_zmsg *m = *head, *next = m->next;
-        if (zh_chan_push(ch, m) != 0)
-            break;
-        *head = next;
-        n++;
-    }
-    if (!*head)
-        *tail = NULL;
-    return n;
-}
-
 static void deliver(struct zh_zbridge *b, unsigned w, struct zh_zmsg *m)
 {
     struct inq *q = &b->in[w];
@@ -625,7 +445,7 @@ static void deliver(struct zh_zbridge *b, unsigned w, struct zh_zmsg *m)
         return;
     if (q->count == 0)
         zh_chan_want_space(q->ch);
-    fifo_append(&q->head, &q->tail, m);
+    zh_zmsg_fifo_append(&q->head, &q->tail, m);
     q->count++;
 }
 
@@ -636,7 +456,7 @@ static void flush_inboxes(struct zh_zbridge *b)
         if (!q->count)
             continue;
         zh_chan_drain_space_signal(q->ch);
-        q->count -= push_fifo(q->ch, &q->head, &q->tail);
+        q->count -= zh_zmsg_fifo_to_chan(q->ch, &q->head, &q->tail);
         if (q->count)
             zh_chan_want_space(q->ch);
     }
@@ -663,7 +483,7 @@ static void route(struct zh_zbridge *b, struct zh_zmsg *m)
         }
     }
     uint64_t mask = 0;
-    int n = zh_zroute(sock_role(m->sock), payload.p, payload.n, b->workers, &mask);
+    int n = zh_zroute(zh_zsock_role(m->sock), payload.p, payload.n, b->workers, &mask);
     if (n <= 0) {
         /* Unroutable: one worker decodes it fully, logs the precise reason and answers if it can.
          */
@@ -759,12 +579,12 @@ static void read_socket(struct zh_zbridge *b, enum zh_zsock s)
             zh_zmsg_free(m);
             continue;
         }
-        if (sock_is_router(s) && m->nframes == 2 && m->frames[1].len == 0) {
+        if (zh_zsock_is_router(s) && m->nframes == 2 && m->frames[1].len == 0) {
             zh_trace("%s: probe ignored", zh_zsock_name(s));
             zh_zmsg_free(m);
             continue;
         }
-        if (sock_is_router(s) && m->nframes < 2) {
+        if (zh_zsock_is_router(s) && m->nframes < 2) {
             zh_warn("%s: message without a routing envelope dropped", zh_zsock_name(s));
             zh_zmsg_free(m);
             continue;
@@ -819,7 +639,7 @@ static void *bridge_main(void *arg)
             if (!b->socks[s])
                 continue;
             short ev = 0;
-            if (sock_receives((enum zh_zsock)s) && !blocked)
+            if (zh_zsock_receives((enum zh_zsock)s) && !blocked)
                 ev |= ZMQ_POLLIN;
             /* POLLOUT is meaningful for PUSH and DEALER only; ROUTER/XPUB peers are retried by
              * timer. */
@@ -899,15 +719,6 @@ void zh_zbridge_stop(struct zh_zbridge *b, unsigned linger_ms)
     b->started = false;
 }
 
-static void free_list(struct zh_zmsg *m)
-{
-    while (m) {
-        struct zh_zmsg *next = m->next;
-        zh_zmsg_free(m);
-        m = next;
-    }
-}
-
 void zh_zbridge_free(struct zh_zbridge *b)
 {
     if (!b)
@@ -920,7 +731,7 @@ void zh_zbridge_free(struct zh_zbridge *b)
         zmq_ctx_term(b->ctx);
     for (unsigned w = 0; w < b->workers; w++) {
         if (b->in[w].ch) {
-            free_list(b->in[w].head);
+            zh_zmsg_list_free(b->in[w].head);
             struct zh_zmsg *m;
             while ((m = zh_chan_pop(b->in[w].ch)))
                 zh_zmsg_free(m);
@@ -940,108 +751,12 @@ void zh_zbridge_free(struct zh_zbridge *b)
     while (b->dests) {
         struct dest *d = b->dests;
         b->dests = d->next;
-        free_list(d->head);
+        zh_zmsg_list_free(d->head);
         zh_free(d);
     }
-    for (int i = 0; i < b->n_locks; i++)
-        close(b->lock_fds[i]);
+    zh_ipc_unlock(&b->locks);
     if (b->ctl_fd >= 0)
         close(b->ctl_fd);
     zh_free(b->id);
     zh_free(b);
-}
-
-/* ---- worker side ---- */
-
-struct zport_q {
-    struct zh_zport *port;
-    enum zh_zsock sock;
-    struct zh_io io; /* watches the channel's space fd while the FIFO is non-empty */
-    struct zh_zmsg *head, *tail;
-    size_t count;
-};
-
-struct zh_zport {
-    struct zh_zbridge *b;
-    unsigned w;
-    struct zh_loop *loop;
-    struct zport_q q[ZH_ZS_COUNT];
-};
-
-static void zport_flush(struct zport_q *q)
-{
-    struct zh_chan *ch = q->port->b->out[q->port->w][q->sock].ch;
-    zh_chan_drain_space_signal(ch);
-    q->count -= push_fifo(ch, &q->head, &q->tail);
-    if (q->head) {
-        zh_chan_want_space(ch);
-        /* Space may have freed between the failed push and the request: try once more. */
-        q->count -= push_fifo(ch, &q->head, &q->tail);
-    }
-    if (!q->head)
-        zh_io_stop(q->port->loop, &q->io);
-    else
-        zh_io_set(q->port->loop, &q->io, ZH_EV_READ);
-}
-
-static void zport_space_cb(struct zh_io *io, uint32_t revents, void *data)
-{
-    ZH_UNUSED(io);
-    ZH_UNUSED(revents);
-    zport_flush(data);
-}
-
-struct zh_zport *zh_zport_new(struct zh_zbridge *b, unsigned w, struct zh_loop *loop)
-{
-    struct zh_zport *p = zh_calloc(1, sizeof(*p));
-    p->b = b;
-    p->w = w;
-    p->loop = loop;
-    for (int s = 0; s < ZH_ZS_COUNT; s++) {
-        struct zport_q *q = &p->q[s];
-        q->port = p;
-        q->sock = (enum zh_zsock)s;
-        struct zh_chan *ch = b->out[w][s].ch;
-        zh_io_init(&q->io, ch ? zh_chan_space_fd(ch) : -1, zport_space_cb, q);
-    }
-    return p;
-}
-
-void zh_zport_send(struct zh_zport *p, struct zh_zmsg *m)
-{
-    struct zport_q *q = &p->q[m->sock];
-    struct zh_chan *ch = p->b->out[p->w][m->sock].ch;
-    if (!ch) {
-        zh_warn("%s: socket not configured, message dropped", zh_zsock_name(m->sock));
-        zh_zmsg_free(m);
-        return;
-    }
-    m->worker = p->w;
-    if (!q->head && zh_chan_push(ch, m) == 0)
-        return;
-    fifo_append(&q->head, &q->tail, m);
-    q->count++;
-    zport_flush(q);
-}
-
-size_t zh_zport_backlog(const struct zh_zport *p)
-{
-    size_t n = 0;
-    for (int s = 0; s < ZH_ZS_COUNT; s++)
-        n += p->q[s].count;
-    return n;
-}
-
-size_t zh_zport_free(struct zh_zport *p)
-{
-    if (!p)
-        return 0;
-    size_t n = 0;
-    for (int s = 0; s < ZH_ZS_COUNT; s++) {
-        zh_io_stop(p->loop, &p->q[s].io);
-        n += p->q[s].count;
-        free_list(p->q[s].head);
-    }
-    zh_free(p);
-    return n;
 }

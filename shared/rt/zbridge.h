@@ -27,6 +27,7 @@
 #include "shared/rt/chan.h"
 #include "shared/rt/loop.h"
 #include "shared/rt/zmsg.h"
+#include "shared/rt/zport.h" /* the worker side */
 
 #define ZH_ZBRIDGE_MAX_WORKERS 64
 
@@ -74,23 +75,7 @@ struct zh_chan *zh_zbridge_inbox(struct zh_zbridge *b, unsigned w);
 /* The bridge's instance id. */
 const char *zh_zbridge_id(const struct zh_zbridge *b);
 
-/* ---- worker side ----
- * A zh_zport is a worker's sending end: zh_zport_send() never fails and never blocks. When the
- * channel to the bridge is full the message waits in the port's FIFO, which is flushed from the
- * worker's loop as soon as the bridge makes room (the port watches the channel's space eventfd).
- * That FIFO is bounded by the engines' own limits (sessions x credits), not here. */
-struct zh_zport;
-
-/* Create worker w's port, watching space fds on loop. */
-struct zh_zport *zh_zport_new(struct zh_zbridge *b, unsigned w, struct zh_loop *loop);
-
-/* Hand m (m->sock says which socket) to the bridge. Takes ownership; sets m->worker. */
-void zh_zport_send(struct zh_zport *p, struct zh_zmsg *m);
-
-/* Messages waiting in the port's FIFOs (not yet in a channel). */
-size_t zh_zport_backlog(const struct zh_zport *p);
-
-/* Free the port; messages still waiting are dropped (and counted in the return value). */
-size_t zh_zport_free(struct zh_zport *p);
+/* Worker w's outbound channel to socket s (NULL when s is not configured), for its zh_zport. */
+struct zh_chan *zh_zbridge_outbox(struct zh_zbridge *b, unsigned w, enum zh_zsock s);
 
 #endif

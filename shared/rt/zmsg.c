@@ -4,18 +4,7 @@
 
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
-
-static const char *const zsock_names[ZH_ZS_COUNT] = {
-    [ZH_ZS_C_IN] = "client-in",   [ZH_ZS_C_IN_STREAM] = "client-in-stream",
-    [ZH_ZS_C_OUT] = "client-out", [ZH_ZS_C_REQ] = "client-req",
-    [ZH_ZS_S_OUT] = "server-out", [ZH_ZS_S_OUT_STREAM] = "server-out-stream",
-    [ZH_ZS_S_IN] = "server-in",   [ZH_ZS_S_REQ] = "server-req",
-};
-
-const char *zh_zsock_name(enum zh_zsock s)
-{
-    return (unsigned)s < ZH_ZS_COUNT ? zsock_names[s] : "?";
-}
+#include "shared/rt/chan.h"
 
 struct zh_zmsg *zh_zmsg_new(enum zh_zsock sock, size_t cap)
 {
@@ -79,4 +68,40 @@ struct zh_zmsg *zh_zmsg_dup(const struct zh_zmsg *m)
 void zh_zmsg_free(struct zh_zmsg *m)
 {
     zh_free(m);
+}
+
+void zh_zmsg_fifo_append(struct zh_zmsg **head, struct zh_zmsg **tail, struct zh_zmsg *m)
+{
+    m->next = NULL;
+    if (*tail)
+        (*tail)->next = m;
+    else
+        *head = m;
+    *tail = m;
+}
+
+/* The next link is read before each push: once pushed, a message belongs to the other thread,
+ * which may free it. */
+size_t zh_zmsg_fifo_to_chan(struct zh_chan *ch, struct zh_zmsg **head, struct zh_zmsg **tail)
+{
+    size_t n = 0;
+    while (*head) {
+        struct zh_zmsg *m = *head, *next = m->next;
+        if (zh_chan_push(ch, m) != 0)
+            break;
+        *head = next;
+        n++;
+    }
+    if (!*head)
+        *tail = NULL;
+    return n;
+}
+
+void zh_zmsg_list_free(struct zh_zmsg *m)
+{
+    while (m) {
+        struct zh_zmsg *next = m->next;
+        zh_zmsg_free(m);
+        m = next;
+    }
 }

@@ -11,28 +11,11 @@
 #include <stdint.h>
 
 #include "shared/proto/zhttp.h"
+#include "shared/rt/zsock.h"
 
 #define ZH_ZMSG_MAX_FRAMES                                                 \
     16 /* Condure allows 8 envelope frames; +delimiter +payload, with room \
         */
-
-/* The ZeroMQ sockets zhttpd owns, by role and job (see DESIGN.md / ZHTTP.md §2). */
-enum zh_zsock {
-    /* client role: zhttpd answers requests from requesters */
-    ZH_ZS_C_IN = 0,    /* PULL: first packet of each stream session */
-    ZH_ZS_C_IN_STREAM, /* ROUTER (identity = instance id): later requester packets */
-    ZH_ZS_C_OUT,       /* XPUB: replies, one frame "<requester-from> T…" */
-    ZH_ZS_C_REQ, /* ROUTER: req-mode requests [env…, "", T…], replies with the same envelope */
-    /* server role: zhttpd hands inbound requests to handlers */
-    ZH_ZS_S_OUT,        /* PUSH: first packet of each session */
-    ZH_ZS_S_OUT_STREAM, /* ROUTER (identity = instance id): later packets [handler-id, "", T…] */
-    ZH_ZS_S_IN,         /* SUB (topic "<instance-id> "): handler replies */
-    ZH_ZS_S_REQ,        /* DEALER: req-mode ["", T…] both ways */
-    ZH_ZS_COUNT
-};
-
-/* Socket name for logs ("client-in", ...). */
-const char *zh_zsock_name(enum zh_zsock s);
 
 struct zh_zmsg_frame {
     uint32_t off;
@@ -78,5 +61,19 @@ struct zh_zmsg *zh_zmsg_dup(const struct zh_zmsg *m);
 
 /* Free (NULL is fine). */
 void zh_zmsg_free(struct zh_zmsg *m);
+
+/* ---- FIFOs of messages linked through m->next (parked messages, inbox overflow, worker ports):
+ * *head is the oldest, *tail the newest, both NULL when empty ---- */
+
+struct zh_chan;
+
+/* Append m at the tail. */
+void zh_zmsg_fifo_append(struct zh_zmsg **head, struct zh_zmsg **tail, struct zh_zmsg *m);
+
+/* Push the FIFO's messages into ch in order until it is full; returns how many went. */
+size_t zh_zmsg_fifo_to_chan(struct zh_chan *ch, struct zh_zmsg **head, struct zh_zmsg **tail);
+
+/* Free every message of the list starting at m. */
+void zh_zmsg_list_free(struct zh_zmsg *m);
 
 #endif
