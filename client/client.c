@@ -998,9 +998,14 @@ static void on_later(struct zh_client *c, struct zh_zhttp_packet *pkt, bool json
         }
         if (zh_session_unknown_action(ZH_ROLE_CLIENT, pkt) == ZH_UNKNOWN_DROP)
             continue;
-        zh_info("client-in-stream: %s for unknown session %.*s/%.*s, answering cancel",
-                pkt->type == ZH_ZHTTP_DATA ? "data" : zh_zhttp_type_name(pkt->type),
-                (int)pkt->from.n, (const char *)pkt->from.p, (int)id->id.n, (const char *)id->id.p);
+        /* A keep-alive or credit that crossed a session's last packet is routine (Pushpin's
+         * proxy answers each session's first packet with a keep-alive, often after a small
+         * response has ended it): debug, else Pushpin at log level 2 gets a line per request. */
+        zh_log(pkt->type == ZH_ZHTTP_KEEP_ALIVE || pkt->type == ZH_ZHTTP_CREDIT ? ZH_LOG_DEBUG
+                                                                                : ZH_LOG_INFO,
+               "client-in-stream: %s for unknown session %.*s/%.*s, answering cancel",
+               pkt->type == ZH_ZHTTP_DATA ? "data" : zh_zhttp_type_name(pkt->type),
+               (int)pkt->from.n, (const char *)pkt->from.p, (int)id->id.n, (const char *)id->id.p);
         send_direct(c, json, pkt->from, id->id, false, ZH_ZHTTP_CANCEL, NULL, (struct zh_span){0});
     }
 }
