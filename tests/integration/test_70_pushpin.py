@@ -11,8 +11,11 @@ binary under test with the arguments Pushpin gives, and runs every flow twice:
                  is checked against Pushpin's real peers and not against our assumptions
 
 What Pushpin 1.36 passes (seen with its runner, `pushpin --verbose`):
-  condure --log-level=2 --listen=ADDR:PORT,stream --zclient-stream=ipc://RUNDIR/pushpin-condure
-          --buffer-size=8192 --stream-maxconn=N
+  condure --log-level=2 --listen=ADDR:PORT,stream
+          --listen=ADDR:PORT,stream,tls,default-cert=default_PORT     (each of https_ports)
+          --listen=PATH,local,stream                                  (each of local_ports)
+          --zclient-stream=ipc://RUNDIR/pushpin-condure --buffer-size=8192 --stream-maxconn=N
+          --tls-identities-dir=CONFIGDIR/runner/certs                 (with https_ports)
   zurl    --config=RUNDIR/zurl.conf --loglevel=2      (zurl.conf generated from the runner's
           template: ipc in_spec/in_stream_spec/out_spec in RUNDIR, empty instance_id,
           deny=127.*,10.*,... — Pushpin sets ignore-policies on its requests)
@@ -31,6 +34,7 @@ import os
 import pathlib
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -151,6 +155,8 @@ class Pushpin:
         (base / "log").mkdir()
         (base / "bin").mkdir()
         self.http_port = free_port()
+        self.https_port = free_port()
+        self.local_sock = self.rundir / "local.sock"
         self.pub_port = free_port()
         self.dead_port = free_port()  # nothing listens there: origin down
         self.log_path = base / "pushpin.log"
@@ -179,6 +185,8 @@ stats_connection_ttl=120
 [runner]
 services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port=127.0.0.1:{self.http_port}
+https_ports=127.0.0.1:{self.https_port}
+local_ports={self.local_sock}
 logdir={base}/log
 log_level=2
 client_buffer_size=8192
@@ -213,6 +221,15 @@ stats_subscription_ttl=60
 stats_report_interval=10
 stats_format=tnetstring
 """)
+        # the runner's certs dir ({configdir}/runner/certs): condure's --tls-identities-dir, with
+        # the default-cert=default_<port> the runner names for each https port
+        certs = base / "runner" / "certs"
+        certs.mkdir(parents=True)
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                        "/CN=localhost", "-keyout", str(certs / f"default_{self.https_port}.key"),
+                        "-out", str(certs / f"default_{self.https_port}.crt")],
+                       check=True, capture_output=True, timeout=30)
         self.proc = None
 
     def start(self, timeout=20.0):
@@ -307,8 +324,10 @@ def pushpin(request, origin, tmp_path_factory):
         # Pushpin's log level 2 (the cancel is still sent)
         assert "answering cancel" not in text, text
     # Pushpin's runner arguments, as this module's docstring documents them
-    assert "condure --log-level=2 --listen=127.0.0.1:%d,stream --zclient-stream=ipc://" % p.http_port \
-        in argv, argv
+    assert (f"condure --log-level=2 --listen=127.0.0.1:{p.http_port},stream "
+            f"--listen=127.0.0.1:{p.https_port},stream,tls,default-cert=default_{p.https_port} "
+            f"--listen={p.local_sock},local,stream --zclient-stream=ipc://") in argv, argv
+    assert f"--tls-identities-dir={p.base}/runner/certs" in argv, argv
     assert f"zurl --config={p.rundir}/zurl.conf --loglevel=2" in argv, argv
 
 
@@ -340,6 +359,31 @@ def test_get_post_head(pushpin, origin):
     methods = [(m, p, b) for m, p, _, b in SEEN if p == "/hello"][-3:]
     assert [m for m, _, _ in methods] == ["GET", "POST", "HEAD"]
     assert methods[1][2] == payload
+
+
+def test_https_and_local_ports(pushpin):
+    """Pushpin's https_ports (a tls listener with the runner's certs dir) and local_ports (a unix
+    socket listener) reach the same origin."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    c = http.client.HTTPSConnection("127.0.0.1", pushpin.https_port, timeout=15, context=ctx)
+    c.request("GET", "/hello")
+    r = c.getresponse()
+    assert (r.status, r.read()) == (200, b"hello GET 0 e3b0c44298fc1c14\n")
+    c.close()
+    u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    u.settimeout(15)
+    u.connect(str(pushpin.local_sock))
+    u.sendall(b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = u.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    u.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"hello GET 0 e3b0c44298fc1c14\n"), data
 
 
 def test_keep_alive(pushpin):
