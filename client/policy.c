@@ -443,32 +443,64 @@ bool zh_policy_is_internal(const struct sockaddr *sa, const char **what)
 
 /* ---- checks ---- */
 
-/* The text forms an address is matched as: its own, and for an IPv4-mapped IPv6 address also the
- * embedded IPv4 (so `10.*` or 10/8 cannot be bypassed with ::ffff:10.0.0.1). Returns the count. */
-static size_t addr_subjects(const struct sockaddr *sa, struct subject s[2], char t0[64],
-                            char t1[64])
+/* The forms an address is matched as (at most MAX_SUBJECTS):
+ *   - its own text and bytes;
+ *   - for an IPv4-mapped IPv6 address, the embedded IPv4 address too (so `10.*` or 10/8 cannot be
+ *     bypassed with ::ffff:10.0.0.1);
+ *   - for an unspecified address (0.0.0.0, ::, ::ffff:0.0.0.0), the loopback address too: a
+ *     connect() to it reaches this host (Linux), so `deny=127/8` must cover http://0:PORT/. */
+#define MAX_SUBJECTS 4
+
+static void set_v4(struct subject *s, const uint8_t *a4, char *t)
 {
+    s->family = AF_INET;
+    memcpy(s->bytes, a4, 4);
+    inet_ntop(AF_INET, a4, t, 64);
+    s->text = t;
+}
+
+static void set_v6(struct subject *s, const uint8_t *a6, char *t)
+{
+    s->family = AF_INET6;
+    memcpy(s->bytes, a6, 16);
+    inet_ntop(AF_INET6, a6, t, 64);
+    s->text = t;
+}
+
+static size_t addr_subjects(const struct sockaddr *sa, struct subject s[MAX_SUBJECTS],
+                            char t[MAX_SUBJECTS][64])
+{
+    static const uint8_t any4[4] = {0, 0, 0, 0};
+    static const uint8_t lo4[4] = {127, 0, 0, 1};
+    static const uint8_t lo6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const uint8_t any6[16] = {0};
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    size_t n = 0;
+    const uint8_t *v4 = NULL;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        s[0].family = AF_INET;
-        memcpy(s[0].bytes, &in->sin_addr, 4);
-        inet_ntop(AF_INET, &in->sin_addr, t0, 64);
-        s[0].text = t0;
-        return 1;
+        v4 = (const uint8_t *)&in->sin_addr;
+    } else {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        const uint8_t *a6 = in6->sin6_addr.s6_addr;
+        set_v6(&s[n], a6, t[n]);
+        n++;
+        if (memcmp(a6, any6, 16) == 0) {
+            set_v6(&s[n], lo6, t[n]);
+            n++;
+        }
+        if (memcmp(a6, mapped, 12) == 0)
+            v4 = a6 + 12;
     }
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    s[0].family = AF_INET6;
-    memcpy(s[0].bytes, &in6->sin6_addr, 16);
-    inet_ntop(AF_INET6, &in6->sin6_addr, t0, 64);
-    s[0].text = t0;
-    if (memcmp(in6->sin6_addr.s6_addr, mapped, 12) != 0)
-        return 1;
-    s[1].family = AF_INET;
-    memcpy(s[1].bytes, in6->sin6_addr.s6_addr + 12, 4);
-    inet_ntop(AF_INET, s[1].bytes, t1, 64);
-    s[1].text = t1;
-    return 2;
+    if (v4) {
+        set_v4(&s[n], v4, t[n]);
+        n++;
+        if (memcmp(v4, any4, 4) == 0) {
+            set_v4(&s[n], lo4, t[n]);
+            n++;
+        }
+    }
+    return n;
 }
 
 /* Zurl's isAllowed() over a set of subjects. */
@@ -527,8 +559,8 @@ enum zh_policy_verdict zh_policy_check_addr(const struct zh_policy *p, const cha
 {
     const char *why = NULL;
     enum zh_policy_verdict v;
-    struct subject s[2];
-    char t0[64], t1[64];
+    struct subject s[MAX_SUBJECTS];
+    char t[MAX_SUBJECTS][64];
     if (!reason)
         reason = &why;
     if (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) {
@@ -539,7 +571,7 @@ enum zh_policy_verdict zh_policy_check_addr(const struct zh_policy *p, const cha
         *reason = "IPv6 address (allow_ipv6 is off)";
         return ZH_POLICY_DENY;
     }
-    size_t n = addr_subjects(sa, s, t0, t1);
+    size_t n = addr_subjects(sa, s, t);
     v = zurl_verdict(p, s, n, reason);
     if (v == ZH_POLICY_DENY || !p->internal_set)
         return v;

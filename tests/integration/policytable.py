@@ -32,8 +32,13 @@ TARGETS = {
     "127.1.0.1": "127.1.0.1",
     "[::1]": "::1",
     "[::ffff:127.0.0.1]": "127.0.0.1",  # an IPv4-mapped IPv6 address reaches the IPv4 listener
+    "0.0.0.0": "127.0.0.1",  # a connect() to the unspecified address reaches this host (Linux)
+    "[::]": "::1",
 }
-V6_TARGETS = {"[::1]", "[::ffff:127.0.0.1]"}
+V6_TARGETS = {"[::1]", "[::ffff:127.0.0.1]", "[::]"}
+# zhttpd judges the unspecified address as the loopback address it reaches as well: a rule that
+# matches the loopback target matches it (docs/internals/policy.md).
+UNSPECIFIED = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]"}
 
 
 # ---- the recording origin ------------------------------------------------------------------------
@@ -191,9 +196,10 @@ class Rule:
     v6_modes: tuple = (False,)
 
     def matches(self, target):
-        return target in self.hits
+        return target in self.hits or UNSPECIFIED.get(target) in self.hits
 
     def zurl_matches(self, target):
+        """Zurl matches the text of the address only ("0.0.0.0", "::")."""
         return target in (self.hits if self.zurl_hits is None else self.zurl_hits)
 
     def matches_name(self, name):
@@ -208,6 +214,9 @@ def _r(id, pattern, hits, zurl_hits=None, name_hit=None, v6_modes=(False,)):
 MAPPED = "[::ffff:127.0.0.1]"
 # zhttpd matches an IPv4-mapped address by its IPv4 form as well (policy.md: "so `10.*` cannot be
 # bypassed with ::ffff:10.0.0.1"); Zurl matches only the IPv6 text form and IPv6 subnets.
+ZURL_UNSPECIFIED = ("a connect() to 0.0.0.0 or :: reaches this host: zhttpd also matches the "
+                    "unspecified address as the loopback address (so deny=127/8 covers http://0:PORT/); "
+                    "Zurl matches only its text and lets it through (docs/internals/policy.md)")
 ZURL_MAPPED = ("zhttpd also matches an IPv4-mapped address (::ffff:127.0.0.1) by its IPv4 form, so "
                "IPv4 rules cannot be bypassed with it; Zurl matches only its IPv6 text "
                "(docs/internals/policy.md)")
@@ -239,7 +248,7 @@ RULES = [
        zurl_hits={"127.0.0.1", "127.0.0.2", "127.1.0.1"}),
     _r("v6-len", "::1/128", {"[::1]"}, v6_modes=(False, True)),
     _r("v6-mapped-len", "::ffff:127.0.0.0/104", {MAPPED}, v6_modes=(False, True)),
-    _r("v6-all", "::/0", {"[::1]", MAPPED}, v6_modes=(False, True)),
+    _r("v6-all", "::/0", {"[::1]", MAPPED, "[::]"}, v6_modes=(False, True)),
     _r("name-exact", "a-127-0-0-1.test", set(), name_hit=lambda n: n == "a-127-0-0-1.test"),
     _r("name-wild", "*-127-0-0-2.test", set(), name_hit=lambda n: n.endswith("-127-0-0-2.test")),
 ]

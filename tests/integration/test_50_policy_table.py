@@ -20,7 +20,8 @@ import pytest
 import zmq
 
 from dnsresponder import DNSResponder
-from policytable import (RULES, SHAPES, TARGETS, V6_TARGETS, ZURL_MAPPED, Config,
+from policytable import (RULES, SHAPES, TARGETS, UNSPECIFIED, V6_TARGETS, ZURL_MAPPED,
+                         ZURL_UNSPECIFIED, Config,
                          RecordingOrigin, Row, Shape, addr_allowed, name_verdict)
 from zrequester import ZURL, Daemon, ReqClient, Requester, Session
 
@@ -84,7 +85,7 @@ def _zurl_diff(row):
     cfg, t = row.cfg, row.target
     zurl_ok = True if row.path == "ignore" else addr_allowed(cfg, t, zurl=True)
     if zurl_ok != (row.expect == "ok"):
-        return ZURL_MAPPED
+        return ZURL_UNSPECIFIED if t in UNSPECIFIED else ZURL_MAPPED
     return None
 
 
@@ -538,3 +539,23 @@ def test_connect_host_connections_serve_only_the_same_connect_host(tmp_path, ori
         finally:
             d.stop()
     ctx.destroy(linger=0)
+
+
+@pytest.mark.parametrize("host", ["0", "0.0.0.0", "0x0", "000.0.0.0", "[::]", "[::ffff:0.0.0.0]",
+                                  "[0:0:0:0:0:0:0:0]"])
+def test_unspecified_address_forms_count_as_loopback(tmp_path, origin, host):
+    """defpolicy=allow, deny=127/8 and ::1/128: every spelling of the unspecified address (a
+    connect() to it reaches this host) is refused and the loopback origin sees nothing."""
+    ctx = zmq.Context()
+    d = Daemon("zhttpd", tmp_path, ["deny=127/8,::1/128", "allow_ipv6=true"],
+               f"un-{uuid.uuid4().hex[:6]}", defpolicy="allow").start()
+    try:
+        mark = origin.mark()
+        rep = ReqClient(ctx, d, "DEALER").call({"id": "u", "method": "GET",
+                                                "uri": f"http://{host}:{origin.port}/u"})
+        conns, reqs = origin.since(mark)
+        assert conns == [] and reqs == [], (conns, reqs, rep)
+        assert rep.get("type") == b"error" and rep.get("condition") == b"policy-violation", rep
+    finally:
+        d.stop()
+        ctx.destroy(linger=0)

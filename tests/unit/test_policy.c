@@ -691,6 +691,40 @@ static void every_form_matches_in_allow_and_deny(void **state)
     }
 }
 
+/* A connect() to the unspecified address reaches this host: 0.0.0.0, :: and ::ffff:0.0.0.0 are
+ * also matched as the loopback address, so a rule for loopback covers http://0:PORT/. */
+static void unspecified_address_is_judged_as_loopback(void **state)
+{
+    (void)state;
+    static const char *const deny[] = {"127/8", "127.0.0.1", "127.*", "127.0.0.0/255.0.0.0"};
+    for (size_t i = 0; i < ZH_ARRAY_SIZE(deny); i++) {
+        struct zh_policy *p = make(ZH_POLICY_DEFAULT_ALLOW, NULL, deny[i], true, false);
+        const char *why = NULL;
+        if (addr(p, NULL, "0.0.0.0", &why) != DENY ||
+            zh_policy_check_name(p, "0.0.0.0", NULL) != DENY ||
+            addr(p, NULL, "::ffff:0.0.0.0", NULL) != DENY)
+            fail_msg("deny=%s must deny 0.0.0.0 and ::ffff:0.0.0.0", deny[i]);
+        assert_non_null(strstr(why, deny[i]));
+        /* only the unspecified address itself: 0.0.0.1 does not reach this host */
+        assert_int_equal(ALLOW, addr(p, NULL, "0.0.0.1", NULL));
+        zh_policy_free(p);
+    }
+    struct zh_policy *p = make(ZH_POLICY_DEFAULT_ALLOW, NULL, "::1", true, false);
+    assert_int_equal(DENY, addr(p, NULL, "::", NULL));
+    assert_int_equal(DENY, zh_policy_check_name(p, "[::]", NULL));
+    assert_int_equal(ALLOW, addr(p, NULL, "::2", NULL));
+    zh_policy_free(p);
+    /* an allow rule for loopback covers it too (it is where the connection goes) */
+    p = make(ZH_POLICY_DEFAULT_DENY, "127.0.0.1", NULL, true, false);
+    assert_int_equal(ALLOW, addr(p, NULL, "0.0.0.0", NULL));
+    zh_policy_free(p);
+    /* the default policy denies it as this-network / unspecified either way */
+    p = make(ZH_POLICY_DEFAULT_UNSET, NULL, NULL, true, false);
+    assert_int_equal(DENY, addr(p, NULL, "0.0.0.0", NULL));
+    assert_int_equal(DENY, addr(p, NULL, "::", NULL));
+    zh_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +744,7 @@ int main(void)
         cmocka_unit_test(grammar_accepts_every_zurl_form),
         cmocka_unit_test(grammar_refusals_say_what_was_expected),
         cmocka_unit_test(every_form_matches_in_allow_and_deny),
+        cmocka_unit_test(unspecified_address_is_judged_as_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
