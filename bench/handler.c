@@ -6,7 +6,12 @@
  * Packets with a `type` (keep-alive, cancel, ...) or a list `id` (multi-id) are ignored; they never
  * start a request.
  *
- * usage: handler --base SPEC-BASE [--id NAME] [--duration SECS]
+ * --base may be given up to 8 times: one handler connected to several instances (the scale-out
+ * recipe, docs/scaling.md). A tcp://HOST:P base means P (-out), P+1 (-out-stream), P+2 (-in), as
+ * zhttpd expands it. --router replies through a ROUTER (identity --id) connected to each
+ * -out-stream instead of the PUB, as [from, "", T{...}] (router-resp).
+ *
+ * usage: handler --base SPEC-BASE [--base ...] [--id NAME] [--router] [--duration SECS]
  * Stops on SIGTERM/SIGINT or after --duration seconds (default 600) and prints "handler: answered=N
  * ignored=N bad=N" on stderr.
  */
@@ -35,17 +40,26 @@ static const char BODY[] = "hello world\n";
 
 int main(int argc, char **argv)
 {
-    const char *base = NULL, *hid = NULL;
+    const char *bases[8], *hid = NULL;
+    int nbases = 0, router = 0;
     double duration = 600;
     static const struct option opts[] = {{"base", required_argument, 0, 'b'},
                                          {"id", required_argument, 0, 'i'},
                                          {"duration", required_argument, 0, 'd'},
+                                         {"router", no_argument, 0, 'r'},
                                          {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'b':
-            base = optarg;
+            if (nbases == 8 || strlen(optarg) > 900) {
+                fprintf(stderr, "handler: at most 8 --base of at most 900 bytes\n");
+                return 2;
+            }
+            bases[nbases++] = optarg;
+            break;
+        case 'r':
+            router = 1;
             break;
         case 'i':
             hid = optarg;
@@ -54,12 +68,14 @@ int main(int argc, char **argv)
             duration = strtod(optarg, NULL);
             break;
         default:
-            fprintf(stderr, "usage: handler --base SPEC-BASE [--id NAME] [--duration SECS]\n");
+            fprintf(stderr, "usage: handler --base SPEC-BASE [--base ...] [--id NAME] [--router] "
+                            "[--duration SECS]\n");
             return 2;
         }
     }
-    if (!base || strlen(base) > 900 || duration <= 0) {
-        fprintf(stderr, "usage: handler --base SPEC-BASE [--id NAME] [--duration SECS]\n");
+    if (!nbases || duration <= 0) {
+        fprintf(stderr, "usage: handler --base SPEC-BASE [--base ...] [--id NAME] [--router] "
+                        "[--duration SECS]\n");
         return 2;
     }
     char idbuf[64];
@@ -78,22 +94,33 @@ int main(int argc, char **argv)
 
     void *ctx = zmq_ctx_new();
     void *in = zmq_socket(ctx, ZMQ_PULL);
-    void *out = zmq_socket(ctx, ZMQ_PUB);
+    void *out = zmq_socket(ctx, router ? ZMQ_ROUTER : ZMQ_PUB);
     int linger = 0, hwm = 100000;
     zmq_setsockopt(in, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(out, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(in, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(out, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    char ep[1024];
-    snprintf(ep, sizeof(ep), "%s-out", base);
-    if (zmq_connect(in, ep) < 0) {
-        fprintf(stderr, "handler: connect %s: %s\n", ep, zmq_strerror(errno));
-        return 2;
-    }
-    snprintf(ep, sizeof(ep), "%s-in", base);
-    if (zmq_connect(out, ep) < 0) {
-        fprintf(stderr, "handler: connect %s: %s\n", ep, zmq_strerror(errno));
-        return 2;
+    if (router)
+        zmq_setsockopt(out, ZMQ_ROUTING_ID, hid, strlen(hid));
+    for (int b = 0; b < nbases; b++) {
+        static const char *const suffix[3] = {"-out", "-out-stream", "-in"};
+        for (int k = 0; k < 3; k++) {
+            if (k == 1 && !router)
+                continue;
+            if (k == 2 && router)
+                continue;
+            char ep[1024];
+            const char *colon = strrchr(bases[b], ':');
+            if (strncmp(bases[b], "tcp://", 6) == 0 && colon)
+                snprintf(ep, sizeof(ep), "%.*s:%ld", (int)(colon - bases[b]), bases[b],
+                         strtol(colon + 1, NULL, 10) + k);
+            else
+                snprintf(ep, sizeof(ep), "%s%s", bases[b], suffix[k]);
+            if (zmq_connect(k == 0 ? in : out, ep) < 0) {
+                fprintf(stderr, "handler: connect %s: %s\n", ep, zmq_strerror(errno));
+                return 2;
+            }
+        }
     }
 
     /* Constant part of the reply, after from/id. */
@@ -146,12 +173,22 @@ int main(int argc, char **argv)
         tn_item(&w, id.data, id.len, ',');
         tn_raw(&w, tail, tw.len);
         struct tn_w f = {frame, sizeof(frame), 0, 0};
-        tn_raw(&f, from.data, from.len);
-        tn_raw(&f, " T", 2);
+        if (!router) {
+            tn_raw(&f, from.data, from.len);
+            tn_raw(&f, " ", 1);
+        }
+        tn_raw(&f, "T", 1);
         tn_item(&f, inner, w.len, '}');
         if (w.err || f.err) {
             bad++;
             continue;
+        }
+        if (router && (zmq_send(out, from.data, from.len, ZMQ_SNDMORE) < 0 ||
+                       zmq_send(out, "", 0, ZMQ_SNDMORE) < 0)) {
+            if (errno == EINTR)
+                continue;
+            fprintf(stderr, "handler: send: %s\n", zmq_strerror(errno));
+            break;
         }
         if (zmq_send(out, frame, f.len, 0) < 0) {
             if (errno == EINTR)
