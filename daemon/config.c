@@ -48,6 +48,7 @@ enum opt_type {
     T_CONFIG,   /* command line only: the file to load first */
     T_HELP,     /* command line only */
     T_VERSION,  /* command line only */
+    T_TEST,     /* command line only: -t, check the configuration and exit */
 };
 
 enum opt_group { G_GENERAL, G_CLIENT, G_SERVER };
@@ -81,6 +82,10 @@ static const struct opt opts[] = {
      "Print this help and exit", NULL},
     {"version", NULL, 0, T_VERSION, G_GENERAL, 0, 0, 0, 0, NULL, NULL,
      "Print the version and exit", NULL},
+    {"test-config", NULL, 0, T_TEST, G_GENERAL, OFF(test_config), 0, 0, 0, NULL, NULL,
+     "Check the configuration as startup would (files, certificates and keys, listen specs, "
+     "policy rules, endpoints) without binding anything: print \"configuration OK\" and exit 0, "
+     "or each error with its FILE:LINE and key and exit 1", NULL},
     {"config", NULL, 0, T_CONFIG, G_GENERAL, OFF(config_file), 0, 0, 0, NULL, "FILE",
      "INI file loaded before the other flags, which override it", NULL},
     {"verbose", NULL, 0, T_VERBOSE, G_GENERAL, OFF(log_level), 0, 0, 0, NULL, NULL,
@@ -476,6 +481,7 @@ void zh_config_listen_free(struct zh_config_listen *l)
     zh_free(l->default_cert);
     zh_free(l->user);
     zh_free(l->group);
+    zh_free(l->where);
     memset(l, 0, sizeof(*l));
 }
 
@@ -806,6 +812,7 @@ static int set_value(struct zh_config *cfg, const struct opt *o, const char *v, 
     case T_VERBOSE:
     case T_HELP:
     case T_VERSION:
+    case T_TEST:
         break;
     }
     return 0;
@@ -851,6 +858,42 @@ static void set_default(struct zh_config *cfg, const struct opt *o)
     }
 }
 
+/* ---- where each value came from ---- */
+
+static void set_where(struct zh_config *cfg, const struct opt *o, const char *w)
+{
+    if (o->type == T_LISTEN) {
+        /* every listen value keeps its own; set_value just appended it */
+        struct zh_config_server *s = &cfg->server;
+        if (w && s->listen_count && !s->listen[s->listen_count - 1].where)
+            s->listen[s->listen_count - 1].where = zh_strdup(w);
+        return;
+    }
+    if (!cfg->_where)
+        cfg->_where = zh_calloc(NOPTS, sizeof(*cfg->_where));
+    size_t i = (size_t)(o - opts);
+    zh_free(cfg->_where[i]);
+    cfg->_where[i] = w ? zh_strdup(w) : NULL;
+}
+
+bool zh_config_where(const struct zh_config *cfg, const char *name, struct zh_buf *out)
+{
+    for (size_t i = 0; cfg->_where && i < NOPTS; i++) {
+        const struct opt *o = &opts[i];
+        bool match =
+            (o->flag && strcmp(o->flag, name) == 0) || (o->key && strcmp(o->key, name) == 0);
+        const char *w = cfg->_where[i];
+        if (!match || !w)
+            continue;
+        if (w[0] == '-')
+            zh_buf_puts(out, w);
+        else
+            zh_buf_printf(out, "%s: key '%s'", w, o->key);
+        return true;
+    }
+    return false;
+}
+
 /* ---- model ---- */
 
 void zh_config_init(struct zh_config *cfg)
@@ -881,6 +924,9 @@ void zh_config_free(struct zh_config *cfg)
             break;
         }
     }
+    for (size_t i = 0; cfg->_where && i < NOPTS; i++)
+        zh_free(cfg->_where[i]);
+    zh_free(cfg->_where);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -980,8 +1026,11 @@ static int ini_line(struct ini_state *st, char *raw)
                  key, sec_name(st->sec));
         return 0;
     }
+    char w[600];
+    snprintf(w, sizeof(w), "%s:%zu", st->name, st->line);
     if (!*value) {
         set_default(st->cfg, o);
+        set_where(st->cfg, o, NULL);
         return 0;
     }
     struct zh_buf why = {0}, bad = {0};
@@ -990,6 +1039,8 @@ static int ini_line(struct ini_state *st, char *raw)
         zh_buf_printf(st->err, "%s:%zu: key '%s': bad value '%s': %s", st->name, st->line, key,
                       bad.len ? zh_buf_cstr(&bad) : value, zh_buf_cstr(&why));
         rc = ZH_E_CONFIG;
+    } else {
+        set_where(st->cfg, o, w);
     }
     zh_buf_free(&why);
     zh_buf_free(&bad);
@@ -1005,6 +1056,9 @@ static int load_text(struct zh_config *cfg, const char *name, const char *text, 
         zh_buf_printf(err, "%s: not a text file (contains a NUL byte)", name);
         return ZH_E_CONFIG;
     }
+    int first = 0;
+    struct zh_buf one = {0};
+    st.err = &one;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
@@ -1012,11 +1066,19 @@ static int load_text(struct zh_config *cfg, const char *name, const char *text, 
         st.line++;
         int rc = ini_line(&st, line);
         zh_free(line);
-        if (rc < 0)
-            return rc;
+        if (rc < 0) {
+            /* Go on: every bad line is reported, each with its own FILE:LINE. */
+            if (first)
+                zh_buf_puts(err, "\n");
+            zh_buf_append(err, one.data, one.len);
+            one.len = 0;
+            if (!first)
+                first = rc;
+        }
         p = nl ? nl + 1 : end;
     }
-    return 0;
+    zh_buf_free(&one);
+    return first;
 }
 
 int zh_config_load_string(struct zh_config *cfg, const char *name, const char *text,
@@ -1062,7 +1124,8 @@ int zh_config_load_file(struct zh_config *cfg, const char *path, struct zh_confi
 
 static bool takes_value(const struct opt *o)
 {
-    return o->type != T_BOOL && o->type != T_VERBOSE && o->type != T_HELP && o->type != T_VERSION;
+    return o->type != T_BOOL && o->type != T_VERBOSE && o->type != T_HELP && o->type != T_VERSION &&
+           o->type != T_TEST;
 }
 
 /* Read the flag at argv[*i] and its value, moving *i past both. *value is NULL for a switch given
@@ -1086,6 +1149,8 @@ static int next_flag(int argc, char *const *argv, int *i, const struct opt **o, 
         name = "help";
     else if (strcmp(arg, "-V") == 0)
         name = "version";
+    else if (strcmp(arg, "-t") == 0)
+        name = "test-config";
     else if (strncmp(arg, "--", 2) == 0)
         name = arg + 2;
     if (!name) {
@@ -1167,8 +1232,15 @@ int zh_config_parse_args(struct zh_config *cfg, int argc, char *const *argv,
             cfg->log_level = 3;
             continue;
         }
+        if (o->type == T_TEST) {
+            cfg->test_config = true;
+            continue;
+        }
         if (o->type == T_BOOL && !value) {
             *(bool *)field(cfg, o->off) = true;
+            char w[128];
+            snprintf(w, sizeof(w), "--%s", o->flag);
+            set_where(cfg, o, w);
             continue;
         }
         size_t idx = (size_t)(o - opts);
@@ -1184,6 +1256,10 @@ int zh_config_parse_args(struct zh_config *cfg, int argc, char *const *argv,
             zh_buf_printf(err, "--%s: bad value '%s': %s", o->flag,
                           bad.len ? zh_buf_cstr(&bad) : value, zh_buf_cstr(&why));
             rc = ZH_E_CONFIG;
+        } else {
+            char w[128];
+            snprintf(w, sizeof(w), "--%s", o->flag);
+            set_where(cfg, o, w);
         }
         zh_buf_free(&why);
         zh_buf_free(&bad);
@@ -1253,26 +1329,43 @@ int zh_config_validate(const struct zh_config *cfg, struct zh_buf *err)
                              "sockets)");
         for (size_t i = 0; i < s->listen_count; i++) {
             const struct zh_config_listen *l = &s->listen[i];
+            const char *w = l->where && l->where[0] != '-' ? l->where : NULL;
             if (l->req && !s->zclient_req.count)
-                return fail(err, "listen '%s' is in req mode but no --zclient-req is set", l->raw);
+                return fail(err, "%s%slisten '%s' is in req mode but no --zclient-req is set",
+                            w ? w : "", w ? ": key 'listen': " : "", l->raw);
             if (!l->req && !s->zclient_stream.count)
-                return fail(err, "listen '%s' is in stream mode but no --zclient-stream is set",
-                            l->raw);
+                return fail(err, "%s%slisten '%s' is in stream mode but no --zclient-stream is set",
+                            w ? w : "", w ? ": key 'listen': " : "", l->raw);
         }
         if ((long long)s->req_maxconn + s->stream_maxconn > ZH_CONFIG_CONNS_MAX)
             return fail(err, "req_maxconn + stream_maxconn is too large: at most %d in total",
                         ZH_CONFIG_CONNS_MAX);
-        if (s->keepalive_interval_ms >= s->session_expiry_ms)
-            return fail(err,
-                        "[server] keepalive_interval_ms (%lld) must be shorter than "
-                        "session_expiry_ms (%lld)",
-                        (long long)s->keepalive_interval_ms, (long long)s->session_expiry_ms);
+        if (s->keepalive_interval_ms >= s->session_expiry_ms) {
+            if (zh_config_where(cfg, "server-keepalive-ms", &why) ||
+                zh_config_where(cfg, "server-session-expiry-ms", &why))
+                zh_buf_puts(&why, ": ");
+            int rc = fail(err,
+                          "%s[server] keepalive_interval_ms (%lld) must be shorter than "
+                          "session_expiry_ms (%lld)",
+                          zh_buf_cstr(&why), (long long)s->keepalive_interval_ms,
+                          (long long)s->session_expiry_ms);
+            zh_buf_free(&why);
+            return rc;
+        }
     }
-    if (client && c->keepalive_interval_ms >= c->session_expiry_ms)
-        return fail(err,
-                    "[General] keepalive_interval_ms (%lld) must be shorter than "
-                    "session_expiry_ms (%lld)",
-                    (long long)c->keepalive_interval_ms, (long long)c->session_expiry_ms);
+    if (client && c->keepalive_interval_ms >= c->session_expiry_ms) {
+        if (zh_config_where(cfg, "client-keepalive-ms", &why) ||
+            zh_config_where(cfg, "client-session-expiry-ms", &why))
+            zh_buf_puts(&why, ": ");
+        int rc = fail(err,
+                      "%s[General] keepalive_interval_ms (%lld) must be shorter than "
+                      "session_expiry_ms (%lld)",
+                      zh_buf_cstr(&why), (long long)c->keepalive_interval_ms,
+                      (long long)c->session_expiry_ms);
+        zh_buf_free(&why);
+        return rc;
+    }
+    zh_buf_free(&why);
     return 0;
 }
 
@@ -1344,8 +1437,12 @@ void zh_config_usage(FILE *out)
             if (!o->flag || o->group != g)
                 continue;
             char left[64];
-            if (o->type == T_HELP || o->type == T_VERSION)
-                snprintf(left, sizeof(left), "-%c, --%s", o->type == T_HELP ? 'h' : 'V', o->flag);
+            if (o->type == T_HELP || o->type == T_VERSION || o->type == T_TEST)
+                snprintf(left, sizeof(left), "-%c, --%s",
+                         o->type == T_HELP      ? 'h'
+                         : o->type == T_VERSION ? 'V'
+                                                : 't',
+                         o->flag);
             else if (takes_value(o))
                 snprintf(left, sizeof(left), "--%s %s", o->flag, o->arg);
             else
@@ -1395,7 +1492,10 @@ int zh_config_doc_entry(size_t i, struct zh_config_doc *d, struct zh_buf *help_c
     d->group_title = titles[o->group];
     d->arg = takes_value(o) ? o->arg : NULL;
     d->key_arg = o->arg ? o->arg : "BOOL";
-    d->short_flag = o->type == T_HELP ? 'h' : o->type == T_VERSION ? 'V' : 0;
+    d->short_flag = o->type == T_HELP      ? 'h'
+                    : o->type == T_VERSION ? 'V'
+                    : o->type == T_TEST    ? 't'
+                                           : 0;
     d->def = o->def;
     if (help_cli)
         help_text(o, true, help_cli);

@@ -40,6 +40,9 @@
 #define ZH_CONFIG_HELP    1 /* -h / --help: print zh_config_usage() */
 #define ZH_CONFIG_VERSION 2 /* -V / --version: print the version */
 
+/* zh_config_load_file() reports every bad line, not just the first: err holds one line per error
+ * separated by '\n'. */
+
 #define ZH_CONFIG_WORKERS_MAX 1024
 #define ZH_CONFIG_CONNS_MAX   10000000 /* req_maxconn + stream_maxconn (Condure's limit) */
 
@@ -80,6 +83,7 @@ struct zh_config_listen {
     int mode;           /* unix socket file mode, -1 = leave as created */
     char *user;         /* unix socket owner, NULL = leave */
     char *group;        /* unix socket group, NULL = leave */
+    char *where;        /* "FILE:LINE" of the config line, or "--listen"; NULL = unknown */
 };
 
 /* Parse one listen value into *out (overwritten; free with zh_config_listen_free()). Returns 0,
@@ -159,8 +163,10 @@ struct zh_config {
     int workers;                 /* worker threads, default = online CPUs (1..1024) */
     int64_t shutdown_timeout_ms; /* graceful drain on SIGTERM (10 s), 0 = cancel at once */
     char *config_file;           /* the --config path, NULL if none */
+    bool test_config;            /* -t / --test-config: check everything, bind nothing, exit */
     struct zh_config_client client;
     struct zh_config_server server;
+    char **_where; /* private: per option row, where its value was last set (zh_config_where) */
 };
 
 /* Fill cfg with the defaults (overwrites whatever was there). */
@@ -199,6 +205,12 @@ bool zh_config_client_enabled(const struct zh_config *cfg);
 /* True when the server role is configured (--listen or --zclient-*). */
 bool zh_config_server_enabled(const struct zh_config *cfg);
 
+/* Where the setting named by flag or key (a flag name without "--" or a config key; the first row
+ * that matches and was set) got its value: appends "FILE:LINE: key 'KEY'" for a config file line,
+ * "--FLAG" for the command line, and returns true; returns false (appending nothing) when the
+ * setting still has its default. */
+bool zh_config_where(const struct zh_config *cfg, const char *name, struct zh_buf *out);
+
 /* Print the complete --help text (flags grouped by role with defaults, then the config keys). */
 void zh_config_usage(FILE *out);
 
@@ -212,7 +224,7 @@ struct zh_config_doc {
     const char *group_title; /* "General", "Client role", "Server role" */
     const char *arg;         /* value name on the command line; NULL = a switch */
     const char *key_arg;     /* value name in the config file */
-    char short_flag;         /* 'h' or 'V', else 0 */
+    char short_flag;         /* 'h', 'V' or 't', else 0 */
     const char *def;         /* default as text; NULL = unset */
 };
 

@@ -7,6 +7,7 @@
  * free everything. */
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,13 +74,12 @@ static void add_list(struct zh_config_strlist *out, const struct zh_config_strli
         zh_config_strlist_add(out, in->items[i]);
 }
 
-static int build_bridge(struct daemon *d, struct zh_buf *err)
+/* Every ZeroMQ endpoint per socket, with the zserver/zclient bases expanded. */
+static int expand_specs(struct daemon *d, struct zh_buf *err)
 {
     const struct zh_config *cfg = &d->cfg;
     const struct zh_config_client *cc = &cfg->client;
     const struct zh_config_server *sc = &cfg->server;
-    struct zh_zbridge_config bc;
-    memset(&bc, 0, sizeof(bc));
     bool client = zh_config_client_enabled(cfg);
     bool server = zh_config_server_enabled(cfg);
     if (client) {
@@ -110,6 +110,18 @@ static int build_bridge(struct daemon *d, struct zh_buf *err)
         }
         add_list(&d->specs[ZH_ZS_S_REQ], &sc->zclient_req);
     }
+    return 0;
+}
+
+static int build_bridge(struct daemon *d, struct zh_buf *err)
+{
+    const struct zh_config *cfg = &d->cfg;
+    const struct zh_config_client *cc = &cfg->client;
+    const struct zh_config_server *sc = &cfg->server;
+    struct zh_zbridge_config bc;
+    memset(&bc, 0, sizeof(bc));
+    if (expand_specs(d, err) < 0)
+        return -1;
     for (int s = 0; s < ZH_ZS_COUNT; s++) {
         bc.socks[s].specs = (const char *const *)d->specs[s].items;
         bc.socks[s].n_specs = d->specs[s].count;
@@ -373,6 +385,122 @@ static void run_until_signal(struct daemon *d, const sigset_t *sigs)
     zh_zbridge_stop(d->bridge, BRIDGE_LINGER_MS);
 }
 
+/* ---- zhttpd -t ---- */
+
+/* One -t error: "WHERE: what" (WHERE = FILE:LINE: key 'K', or --flag) or just "what". */
+static void test_error(struct zh_config_strlist *errs, const struct zh_config *cfg,
+                       const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void test_error(struct zh_config_strlist *errs, const struct zh_config *cfg,
+                       const char *name, const char *fmt, ...)
+{
+    struct zh_buf b = {0};
+    if (name && zh_config_where(cfg, name, &b))
+        zh_buf_puts(&b, ": ");
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    zh_buf_puts(&b, msg);
+    zh_config_strlist_add(errs, zh_buf_cstr(&b));
+    zh_buf_free(&b);
+}
+
+/* A file the daemon will read (must exist and be readable) or append to (its directory must let
+ * us create it, or the file must be writable). */
+static void test_file(struct zh_config_strlist *errs, const struct zh_config *cfg, const char *name,
+                      const char *path, bool write)
+{
+    if (!path)
+        return;
+    if (!write) {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            test_error(errs, cfg, name, "%s: cannot read: %s", path, strerror(errno));
+        else
+            fclose(f);
+        return;
+    }
+    if (access(path, F_OK) == 0) {
+        if (access(path, W_OK) < 0)
+            test_error(errs, cfg, name, "%s: cannot write: %s", path, strerror(errno));
+        return;
+    }
+    char *dir = zh_strdup(path);
+    char *slash = strrchr(dir, '/');
+    const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+    if (access(d, W_OK | X_OK) < 0)
+        test_error(errs, cfg, name, "%s: cannot create: %s: %s", path, d, strerror(errno));
+    zh_free(dir);
+}
+
+/* Everything startup checks before it binds: prints each error (or "configuration OK") and
+ * returns the exit code. */
+static int test_config(struct daemon *d)
+{
+    struct zh_config_strlist errs = {0};
+    const struct zh_config *cfg = &d->cfg;
+    struct zh_buf err = {0};
+    if (zh_config_validate(cfg, &err) < 0)
+        zh_config_strlist_add(&errs, zh_buf_cstr(&err));
+    err.len = 0;
+    test_file(&errs, cfg, "logfile", cfg->logfile, true);
+    test_file(&errs, cfg, "tls_ca_file", cfg->client.tls_ca_file, false);
+    if (expand_specs(d, &err) < 0)
+        zh_config_strlist_add(&errs, zh_buf_cstr(&err));
+    err.len = 0;
+    if (build_client_policy(d, &err) < 0)
+        test_error(&errs, cfg, NULL, "policy: %s", zh_buf_cstr(&err));
+    err.len = 0;
+    const struct zh_config_server *sc = &cfg->server;
+    const struct zh_config_listen *tls_listen = NULL;
+    for (size_t i = 0; i < sc->listen_count && !tls_listen; i++)
+        if (sc->listen[i].tls)
+            tls_listen = &sc->listen[i];
+    if (tls_listen && zh_config_server_enabled(cfg)) {
+        const char *dir = sc->tls_identities_dir ? sc->tls_identities_dir : ".";
+        struct zh_tls_store *st = zh_tls_store_new(dir, &err);
+        if (!st) {
+            struct zh_buf w = {0};
+            if (!zh_config_where(cfg, "tls_identities_dir", &w) && tls_listen->where &&
+                tls_listen->where[0] != '-')
+                zh_buf_printf(&w, "%s: key 'listen'", tls_listen->where);
+            struct zh_buf line = {0};
+            zh_buf_printf(&line, "%s%stls identities %s: %s", zh_buf_cstr(&w), w.len ? ": " : "",
+                          dir, zh_buf_cstr(&err));
+            zh_config_strlist_add(&errs, zh_buf_cstr(&line));
+            zh_buf_free(&line);
+            zh_buf_free(&w);
+        } else {
+            for (size_t i = 0; i < sc->listen_count; i++) {
+                const struct zh_config_listen *l = &sc->listen[i];
+                if (l->default_cert && !zh_tls_store_has(st, l->default_cert))
+                    fprintf(stderr,
+                            "zhttpd: warning: %s%slisten %s: default-cert '%s' is not in %s\n",
+                            l->where && l->where[0] != '-' ? l->where : "",
+                            l->where && l->where[0] != '-' ? ": key 'listen': " : "", l->raw,
+                            l->default_cert, dir);
+            }
+            zh_tls_store_free(st);
+        }
+        err.len = 0;
+    }
+    zh_buf_free(&err);
+    for (size_t i = 0; i < errs.count; i++)
+        fprintf(stderr, "zhttpd: %s\n", errs.items[i]);
+    int rc = errs.count ? 1 : 0;
+    if (!rc)
+        printf("zhttpd: configuration OK (%s)\n",
+               cfg->config_file ? cfg->config_file : "flags only");
+    else
+        fprintf(stderr, "zhttpd: configuration %s has %zu error(s)\n",
+                cfg->config_file ? cfg->config_file : "(flags)", errs.count);
+    zh_config_strlist_free(&errs);
+    return rc;
+}
+
 /* Raise the soft descriptor limit to the hard one (as nginx's worker_rlimit_nofile would), and say
  * when the connection limits can't be reached with what is left. */
 static void raise_fd_limit(const struct zh_config *cfg)
@@ -418,9 +546,25 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < warnings.count; i++)
         fprintf(stderr, "zhttpd: warning: %s\n", warnings.items[i]);
     if (rc < 0) {
-        fprintf(stderr, "zhttpd: %s\n", zh_buf_cstr(&err));
-        fprintf(stderr, "Try 'zhttpd --help' for more information.\n");
+        /* one line per error (a config file reports every bad line) */
+        const char *p = zh_buf_cstr(&err);
+        for (const char *nl; (nl = strchr(p, '\n')); p = nl + 1)
+            fprintf(stderr, "zhttpd: %.*s\n", (int)(nl - p), p);
+        fprintf(stderr, "zhttpd: %s\n", p);
+        if (!d.cfg.config_file || !strstr(zh_buf_cstr(&err), d.cfg.config_file))
+            fprintf(stderr, "Try 'zhttpd --help' for more information.\n");
         goto done_fail;
+    }
+    if (d.cfg.test_config) {
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        rc = test_config(&d);
+        zh_policy_free(d.client_policy);
+        for (int s = 0; s < ZH_ZS_COUNT; s++)
+            zh_config_strlist_free(&d.specs[s]);
+        curl_global_cleanup();
+        if (rc)
+            goto done_fail;
+        goto done_ok;
     }
     if (zh_config_validate(&d.cfg, &err) < 0) {
         fprintf(stderr, "zhttpd: %s\n", zh_buf_cstr(&err));
