@@ -149,6 +149,9 @@ struct zh_config_server {
     int ipc_file_mode;                       /* octal, -1 = unset */
     char *tls_identities_dir;                /* "." */
     bool compression;                        /* allow permessage-deflate */
+    size_t ws_max_message;                   /* WebSocket message limit (1 MiB) */
+    int64_t ws_close_timeout_ms;             /* client's close due within this (5 s) */
+    bool ws_auto_pong;                       /* answer client pings ourselves */
     int64_t handler_wait_ms;                 /* wait for a handler before 503 (5 s) */
     size_t max_header_size;                  /* request head limit (65536) */
     int64_t keepalive_interval_ms;           /* ZHTTP keep-alive interval (45000) */

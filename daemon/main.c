@@ -175,6 +175,9 @@ static void build_engine_configs(struct daemon *d)
     s->stream_timeout_ms = clamp_ms(cfg->server.stream_timeout_ms);
     s->req_timeout_ms = clamp_ms(cfg->server.req_timeout_ms);
     s->handler_wait_ms = clamp_ms(cfg->server.handler_wait_ms);
+    s->ws_max_message = cfg->server.ws_max_message;
+    s->ws_close_timeout_ms = clamp_ms(cfg->server.ws_close_timeout_ms);
+    s->ws_auto_pong = cfg->server.ws_auto_pong;
     zh_server_limits_init(&d->limits, (unsigned)cfg->server.stream_maxconn,
                           (unsigned)cfg->server.req_maxconn);
     zh_server_limits_set_tls_handshakes(&d->limits, (unsigned)cfg->server.max_tls_handshakes);

@@ -24,8 +24,8 @@
 #define CLOSING_LINGER_MS \
     5000 /* at most this long reading and dropping input after our last byte */
 
-static const char *const state_names[] = {"head",     "body",    "request",
-                                          "response", "closing", "closed"};
+static const char *const state_names[] = {"head", "body",    "request", "response",
+                                          "ws",   "closing", "closed"};
 
 static void conn_read(struct zh_conn *c);
 static void hs_done(struct zh_conn *c);
@@ -91,6 +91,9 @@ static uint64_t conn_deadline(const struct zh_conn *c)
             if (e < at)
                 at = e;
         }
+        break;
+    case ZH_CONN_WS:
+        at = zh_wsmode_deadline(c);
         break;
     case ZH_CONN_CLOSING:
         at = add_ms(c->closing_ms, CLOSING_LINGER_MS);
@@ -254,6 +257,11 @@ void zh_conn__process(struct zh_conn *c)
             zh_streammode_pump(c);
         zh_conn__flush(c);
         break;
+    case ZH_CONN_WS:
+        zh_wsmode_pump(c);
+        if (c->state != ZH_CONN_CLOSED)
+            zh_conn__flush(c);
+        break;
     case ZH_CONN_CLOSING:
     case ZH_CONN_CLOSED:
         break;
@@ -316,6 +324,9 @@ static void timer_cb(struct zh_timer *t, void *data)
         zh_info("conn %u-%u: client inactive for %u ms, closing", c->s->worker, c->slot,
                 c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
         zh_conn_close(c, NULL);
+        return;
+    case ZH_CONN_WS:
+        zh_wsmode_timer(c, now);
         return;
     case ZH_CONN_CLOSING:
         zh_conn_close(c, "linger time over");
@@ -484,8 +495,8 @@ static void conn_read(struct zh_conn *c)
         c->last_io_ms = zh_conn__now(c);
     if (c->in_hs && zh_stream_established(&c->st))
         hs_done(c);
-    if (c->in_eof &&
-        (c->state == ZH_CONN_BODY || c->state == ZH_CONN_REQUEST || c->state == ZH_CONN_RESPONSE)) {
+    if (c->in_eof && (c->state == ZH_CONN_BODY || c->state == ZH_CONN_REQUEST ||
+                      c->state == ZH_CONN_RESPONSE || c->state == ZH_CONN_WS)) {
         /* As Condure: a client that closes (even half-closes) while its request is in flight is
          * gone; the handler gets a cancel. */
         zh_conn_close(c, "client closed mid-request");

@@ -17,6 +17,7 @@
 #include "server/tls.h"
 #include "shared/proto/http1.h"
 #include "shared/proto/session.h"
+#include "shared/proto/ws.h"
 #include "shared/proto/zhttp.h"
 #include "shared/rt/chunkq.h"
 #include "shared/rt/loop.h"
@@ -34,6 +35,7 @@ enum zh_conn_state {
     ZH_CONN_BODY,     /* req mode: reading the whole body before the request goes out */
     ZH_CONN_REQUEST,  /* request with a handler, response not started */
     ZH_CONN_RESPONSE, /* response head written, body streaming */
+    ZH_CONN_WS,       /* WebSocket: 101 written, frames <-> packets (wsmode.c) */
     ZH_CONN_CLOSING,  /* flushing the last bytes, then close */
     ZH_CONN_CLOSED,   /* fd closed; freed from the loop's pending phase */
 };
@@ -102,6 +104,16 @@ struct zh_conn {
     uint64_t resp_left; /* Content-Length bytes the handler still owes */
     int64_t granted;    /* credits we gave the handler, minus body bytes received */
     uint64_t unacked;   /* body bytes queued but not yet re-granted */
+    /* WebSocket (wsmode.c) */
+    bool ws;                       /* the request is a WebSocket upgrade */
+    bool ws_close_sent;            /* our close frame is queued */
+    bool ws_close_rcvd;            /* the client's close frame arrived */
+    uint8_t ws_out_type;           /* the type of the handler's message being written */
+    char ws_accept[29];            /* Sec-WebSocket-Accept for the 101 */
+    uint64_t ws_close_ms;          /* when our close was queued */
+    struct zh_ws_parser ws_in;     /* client frames */
+    struct zh_ws_sender ws_out;    /* the handler's messages: opcodes for fragments */
+    struct zh_ws_utf8 ws_out_utf8; /* the handler's text so far */
 };
 
 struct zh_server {
@@ -280,6 +292,32 @@ void zh_streammode_pump(struct zh_conn *c);
 /* A stream-mode handler packet for c's current session; id is the packet's entry for it. */
 void zh_streammode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
                              const struct zh_zhttp_id *id);
+
+/* Apply a stream-mode handler packet whose session verdict was taken (wsmode.c: a plain HTTP
+ * answer to an upgrade request). */
+void zh_streammode_apply(struct zh_conn *c, const struct zh_zhttp_packet *p);
+
+/* ---- wsmode.c: inbound WebSocket ---- */
+
+/* Check an upgrade request (GET, Sec-WebSocket-Version 13, one valid key; computes the accept
+ * value). Returns 0, or the HTTP status to refuse it with and *why. */
+int zh_wsmode_check(struct zh_conn *c, const struct zh_http1_header *hdrs, size_t nh,
+                    const char **why);
+
+/* The upgrade request goes to the handler as a ws:// or wss:// request. */
+void zh_wsmode_start(struct zh_conn *c, const struct zh_http1_header *hdrs, size_t nh,
+                     const struct zh_http1_framing *f);
+
+/* A handler packet for c's WebSocket session (waiting for the 101, or in ZH_CONN_WS). */
+void zh_wsmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
+                         const struct zh_zhttp_id *id);
+
+/* ZH_CONN_WS: parse buffered client frames into packets as the handler's credits allow. */
+void zh_wsmode_pump(struct zh_conn *c);
+
+/* ZH_CONN_WS: the earliest deadline (session expiry, close timeout), and its expiry. */
+uint64_t zh_wsmode_deadline(const struct zh_conn *c);
+void zh_wsmode_timer(struct zh_conn *c, uint64_t now);
 
 /* ---- reqmode.c ---- */
 

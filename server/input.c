@@ -13,10 +13,18 @@
 void zh_input_build_uri(struct zh_conn *c, const struct zh_http1_framing *f, struct zh_buf *uri)
 {
     if (c->req.target_form == ZH_HTTP1_ABSOLUTE_FORM) {
+        if (c->ws) { /* http(s)://... -> ws(s)://... */
+            zh_buf_puts(uri, "ws");
+            zh_buf_append(uri, c->req.target.p + 4, c->req.target.len - 4);
+            return;
+        }
         zh_buf_append(uri, c->req.target.p, c->req.target.len);
         return;
     }
-    zh_buf_puts(uri, c->tls ? "https://" : "http://");
+    if (c->ws)
+        zh_buf_puts(uri, c->tls ? "wss://" : "ws://");
+    else
+        zh_buf_puts(uri, c->tls ? "https://" : "http://");
     if (f->host.p && f->host.len)
         zh_buf_append(uri, f->host.p, f->host.len);
     else
@@ -180,8 +188,7 @@ void zh_input_head(struct zh_conn *c)
         status = 400;
         refuse = "WebSocket is not available on a req-mode port";
     } else if (f.flags & ZH_HTTP1_F_UPGRADE_WEBSOCKET) {
-        status = 501;
-        refuse = "WebSocket is not supported yet";
+        status = zh_wsmode_check(c, hdrs, nh, &refuse);
     } else if (f.flags & ZH_HTTP1_F_EXPECT_OTHER) {
         status = 417;
         refuse = "expectation not supported";
@@ -193,7 +200,16 @@ void zh_input_head(struct zh_conn *c)
         zh_response_simple(c, status, refuse);
         return;
     }
+    c->ws = false;
     request_begin(c, &f);
+    if (f.flags & ZH_HTTP1_F_UPGRADE_WEBSOCKET) {
+        zh_wsmode_start(c, hdrs, nh, &f);
+        size_t hl = c->req.head_len;
+        zh_http1_req_init(&c->req);
+        zh_input_consume(c, hl);
+        zh_conn__flush(c);
+        return;
+    }
     if (c->req_mode) {
         zh_reqmode_start(c, &f);
         return;

@@ -199,6 +199,10 @@ void zh_server_on_zmsg(struct zh_server *s, struct zh_zmsg *m)
             zh_reqmode_on_packet(c, p, &m); /* may keep m for the body */
             continue;
         }
+        if (c && c->ws) {
+            zh_wsmode_on_packet(c, p, id);
+            continue;
+        }
         if (c) {
             zh_streammode_on_packet(c, p, id);
             continue;

@@ -62,6 +62,9 @@ struct zh_server_config {
     uint32_t stream_timeout_ms;      /* stream mode: client inactivity limit */
     uint32_t req_timeout_ms;         /* req mode: handler answer within this (504), idle limit */
     uint32_t handler_wait_ms;        /* no handler took the request within this: 503 */
+    uint64_t ws_max_message;         /* WebSocket: client message size limit (1009 beyond) */
+    uint32_t ws_close_timeout_ms;    /* WebSocket: the client's close is due within this */
+    bool ws_auto_pong;               /* WebSocket: answer client pings ourselves */
     struct zh_server_limits *limits; /* shared; must outlive every engine */
     struct zh_tls_store *tls;        /* identities for TLS listeners (shared), NULL = none */
 };

@@ -99,6 +99,11 @@ void zh_streammode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
         break;
     }
     zh_conn__arm_timer(c);
+    zh_streammode_apply(c, p);
+}
+
+void zh_streammode_apply(struct zh_conn *c, const struct zh_zhttp_packet *p)
+{
     if (p->type == ZH_ZHTTP_DATA) {
         if ((int64_t)p->body.n > c->granted) {
             zh_info("session %.*s: handler exceeded its credits, closing", (int)c->id_len, c->id);

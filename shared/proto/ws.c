@@ -84,6 +84,7 @@ void zh_ws_parser_init(struct zh_ws_parser *p, bool expect_masked, bool allow_rs
     p->expect_masked = expect_masked;
     p->allow_rsv1 = allow_rsv1;
     p->max_message = max_message;
+    p->piece_limit = UINT64_MAX;
 }
 
 bool zh_ws_parser_in_message(const struct zh_ws_parser *p)
@@ -242,7 +243,8 @@ int zh_ws_parse(struct zh_ws_parser *p, uint8_t *data, size_t len, struct zh_ws_
         used = (size_t)rc;
     }
 
-    size_t n = p->_remaining < len - used ? (size_t)p->_remaining : len - used;
+    uint64_t want = p->_remaining < p->piece_limit ? p->_remaining : p->piece_limit;
+    size_t n = want < len - used ? (size_t)want : len - used;
     if (n == 0 && p->_remaining > 0)
         return (int)used; /* only the head so far */
     uint8_t *pl = data + used;

@@ -84,6 +84,8 @@ struct zh_ws_parser {
     bool expect_masked;   /* server role: true (client frames must be masked); client role: false */
     bool allow_rsv1;      /* permessage-deflate was negotiated */
     uint64_t max_message; /* payload bytes per message on the wire (0 = no limit) */
+    uint64_t piece_limit; /* at most this many payload bytes per DATA event (may change between
+                           * calls, e.g. to the peer's credits; UINT64_MAX after init) */
     /* after an error */
     unsigned close_code; /* RFC close code to send */
     const char *error;   /* static text for the log */

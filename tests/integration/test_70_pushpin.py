@@ -24,7 +24,8 @@ pushpin.conf sets zurl_out_specs/zurl_out_stream_specs/zurl_in_specs back to the
 RUNDIR/pushpin-zurl-* so the zurl Pushpin starts is the one it talks to.
 
 The WebSocket flows (a WebSocket proxied to a WebSocket origin, WebSocket-over-HTTP with a
-publish) pass against condure+zurl and are strict xfails for zhttpd until issue 15 lands.
+publish) pass against condure+zurl; with zhttpd WebSocket-over-HTTP passes (inbound WebSocket in
+the server role) and the proxied WebSocket is a strict xfail until the outbound ws client lands.
 Pushpin is started once per module per parameter; every wait is bounded; only 127.0.0.1 is used."""
 import asyncio
 import hashlib
@@ -47,7 +48,7 @@ from zhttpd import SANITIZER_MARKERS
 
 BIG_PIECE = 64 * 1024
 BIG_PIECES = 64  # 4 MiB
-WS_XFAIL = "issue 15: WebSocket not built yet"
+WS_XFAIL = "issue 15: the outbound ws:// client (zurl's part) is not built yet"
 
 
 def big_pattern():
@@ -506,8 +507,8 @@ def test_websocket_proxied(request, pushpin):
 
 
 def test_websocket_over_http_publish(request, pushpin):
+    """Inbound WebSocket through zhttpd's server role, WebSocket-over-HTTP to the origin."""
     import websockets
-    xfail_ws_for_zhttpd(request, pushpin)
 
     async def go():
         async with websockets.connect(f"ws://127.0.0.1:{pushpin.http_port}/wsoh",

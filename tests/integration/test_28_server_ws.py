@@ -1,0 +1,422 @@
+"""Inbound WebSocket (server role, issue 15): a Condure-style ZHTTP echo handler behind zhttpd and
+behind condure 1.9.1 (the same handler code, one test parametrized by binary), driven by Debian's
+python3-websockets 10.4 (asyncio API); and a raw-socket client for malformed frames, each with its
+exact close code, on zhttpd.
+
+The echo handler answers an upgrade with a 101 (credits, the first offered subprotocol), echoes
+every data packet with its content-type and `more` under the server's credits (splitting a piece
+when the credits are smaller), grants back what it received, answers ping with pong, echoes a
+close, and rejects /reject with error/rejected and a 403 response."""
+import asyncio
+import base64
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+import websockets
+import zmq
+
+import tnetstring_py as tns
+from peers import start_server
+
+KINDS = ("zhttpd", "condure")
+
+
+class WsEcho(threading.Thread):
+    """A Condure-style WebSocket echo handler (PULL -out, ROUTER -out-stream, PUB -in)."""
+
+    def __init__(self, ctx, base, ident=b"ws-echo"):
+        super().__init__(daemon=True)
+        self.zid = ident
+        self.pull = ctx.socket(zmq.PULL)
+        self.pull.connect(f"{base}-out")
+        self.router = ctx.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.ROUTING_ID, ident)
+        self.router.connect(f"{base}-out-stream")
+        self.pub = ctx.socket(zmq.PUB)
+        self.pub.connect(f"{base}-in")
+        for s in (self.pull, self.router, self.pub):
+            s.setsockopt(zmq.LINGER, 0)
+        self.sess = {}       # id -> {"to", "seq", "credits", "out": [pending packets]}
+        self.requests = []   # first packets seen
+        self.events = []     # (id, type) of every stream packet seen
+        self.max_piece = 0   # largest data body received
+        self.over_credits = []  # any packet beyond what we granted
+        self.stop_flag = False
+        time.sleep(0.3)
+
+    def send(self, rid, **fields):
+        s = self.sess[rid]
+        p = {"from": self.zid, "id": rid, "seq": s["seq"]}
+        s["seq"] += 1
+        for k, v in fields.items():
+            p[k.replace("_", "-")] = v
+        self.pub.send(s["to"] + b" T" + tns.dumps(p))
+
+    def flush(self, rid):
+        s = self.sess[rid]
+        while s["out"]:
+            kind, fields = s["out"][0]
+            if kind != "data":
+                s["out"].pop(0)
+                self.send(rid, **fields)
+                continue
+            body = fields["body"]
+            if len(body) > s["credits"]:
+                if s["credits"] == 0:
+                    return
+                n = s["credits"]
+                piece = dict(fields, body=body[:n], more=True)
+                fields["body"] = body[n:]
+                s["credits"] -= n
+                self.send(rid, **piece)
+                continue
+            s["out"].pop(0)
+            s["credits"] -= len(body)
+            self.send(rid, **fields)
+
+    def on_request(self, req):
+        self.requests.append(req)
+        rid = req["id"]
+        self.sess[rid] = {"to": req["from"], "seq": 0, "credits": req.get("credits", 0),
+                          "out": [], "granted": 65536, "got": 0}
+        uri = req["uri"].decode()
+        if uri.endswith("/reject"):
+            self.send(rid, type="error", condition="rejected", code=403, reason="Forbidden",
+                      headers=[[b"Content-Type", b"text/plain"]], body=b"go away\n")
+            del self.sess[rid]
+            return
+        headers = []
+        for name, value in req.get("headers", []):
+            if name.lower() == b"sec-websocket-protocol":
+                headers.append([b"Sec-WebSocket-Protocol", value.split(b",")[0].strip()])
+        self.send(rid, code=101, reason="Switching Protocols", headers=headers, credits=65536)
+
+    def on_stream(self, pkt):
+        rid = pkt.get("id")
+        if not isinstance(rid, bytes) or rid not in self.sess:
+            return
+        typ = pkt.get("type")
+        self.events.append((rid, typ))
+        s = self.sess[rid]
+        if "credits" in pkt:
+            s["credits"] += pkt["credits"]
+        if typ is None:
+            body = pkt.get("body", b"")
+            self.max_piece = max(self.max_piece, len(body))
+            s["got"] += len(body)
+            if s["got"] > s["granted"]:
+                self.over_credits.append((rid, s["got"], s["granted"]))
+            fields = {"body": body}
+            if "content-type" in pkt:
+                fields["content_type"] = pkt["content-type"]
+            if pkt.get("more"):
+                fields["more"] = True
+            s["out"].append(("data", fields))
+            if body:
+                s["out"].append(("ctl", {"type": "credit", "credits": len(body)}))
+                s["granted"] += len(body)
+        elif typ == b"ping":
+            s["out"].append(("ctl", {"type": "pong", "body": pkt.get("body", b"")}))
+        elif typ == b"close":
+            fields = {"type": "close", "body": pkt.get("body", b"")}
+            if "code" in pkt:
+                fields["code"] = pkt["code"]
+            s["out"].append(("ctl", fields))
+        elif typ in (b"cancel", b"error"):
+            del self.sess[rid]
+            return
+        self.flush(rid)
+        if typ == b"close" and not s["out"]:
+            del self.sess[rid]
+
+    def run(self):
+        poller = zmq.Poller()
+        poller.register(self.pull, zmq.POLLIN)
+        poller.register(self.router, zmq.POLLIN)
+        while not self.stop_flag:
+            for sock, _ in poller.poll(100):
+                if sock is self.pull:
+                    m = self.pull.recv()
+                    self.on_request(tns.loads(m[1:]))
+                else:
+                    frames = self.router.recv_multipart()
+                    pkt = tns.loads(frames[-1][1:])
+                    if isinstance(pkt.get("id"), list):
+                        continue
+                    self.on_stream(pkt)
+
+    def close(self):
+        self.stop_flag = True
+        self.join(5)
+        for s in (self.pull, self.router, self.pub):
+            s.close(0)
+
+    def wait_event(self, typ, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(t == typ for _, t in self.events):
+                return True
+            time.sleep(0.02)
+        return False
+
+
+@pytest.fixture(scope="module")
+def zctx():
+    ctx = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def server(request, tmp_path_factory, zctx):
+    kind = request.param
+    rundir = tmp_path_factory.mktemp(f"ws-{kind}")
+    srv = start_server(kind, rundir, workers=1)
+    h = WsEcho(zctx, srv.base)
+    h.start()
+    yield kind, srv, h
+    h.close()
+    srv.stop()
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_echo_both_binaries(server):
+    """Text, binary, empty and 1 MiB messages, client fragments, ping/pong, subprotocol, a close
+    with code and reason: the same handler works unchanged against zhttpd and condure."""
+    kind, srv, h = server
+
+    async def go():
+        uri = f"ws://127.0.0.1:{srv.port}/echo?x=1"
+        async with websockets.connect(uri, subprotocols=["chat", "other"], compression=None,
+                                      max_size=2 ** 21) as ws:
+            assert ws.subprotocol == "chat"
+            await ws.send("hello \u20ac")
+            assert await ws.recv() == "hello \u20ac"
+            await ws.send(b"\x00\x01\xff")
+            assert await ws.recv() == b"\x00\x01\xff"
+            await ws.send("")
+            assert await ws.recv() == ""
+            await ws.send(b"")
+            assert await ws.recv() == b""
+            big = os.urandom(1 << 20)
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.send(["frag", "mented ", "\u00e9"])  # three frames, one message
+            assert await ws.recv() == "fragmented \u00e9"
+            pong = await ws.ping(b"are you there")
+            await asyncio.wait_for(pong, 5)
+            await ws.close(4001, "done here")
+            assert ws.close_code == 4001 and ws.close_reason == "done here"
+
+    run(go())
+    req = h.requests[-1]
+    scheme = req["uri"].split(b"://")[0]
+    assert scheme == b"ws", req["uri"]
+    assert req["uri"].endswith(b"/echo?x=1")
+    assert not h.over_credits, h.over_credits
+
+
+def test_rejected_with_http_response(server):
+    kind, srv, h = server
+
+    async def go():
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/reject"):
+                pass
+        return e.value.status_code
+
+    assert run(go()) == 403
+
+
+# ---- zhttpd only: raw frames ----
+
+KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def frame(b0, payload, mask=b"\x11\x22\x33\x44", length=None):
+    n = len(payload) if length is None else length
+    m = 0x80 if mask else 0
+    if n < 126:
+        head = bytes([b0, m | n])
+    elif n < 65536:
+        head = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    if mask:
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def handshake(port, path="/raw"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: a\r\nUpgrade: WebSocket\r\n"
+              b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+              b"Sec-WebSocket-Key: " + KEY + b"\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        assert d, buf
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return s, head, rest
+
+
+def read_close(s, rest=b"", timeout=5.0):
+    """Read frames until a close frame; returns its code (None if it had none) or 'eof'."""
+    s.settimeout(timeout)
+    buf = rest
+    while True:
+        while len(buf) >= 2:
+            n = buf[1] & 0x7F
+            hl = 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n = struct.unpack(">H", buf[2:4])[0]
+                hl = 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n = struct.unpack(">Q", buf[2:10])[0]
+                hl = 10
+            if len(buf) < hl + n:
+                break
+            op, pl = buf[0] & 0x0F, buf[hl:hl + n]
+            buf = buf[hl + n:]
+            if op == 8:
+                return struct.unpack(">H", pl[:2])[0] if len(pl) >= 2 else None
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            return "timeout"
+        if not d:
+            return "eof"
+        buf += d
+
+
+@pytest.fixture(scope="module")
+def zserver(tmp_path_factory, zctx):
+    rundir = tmp_path_factory.mktemp("ws-raw")
+    srv = start_server("zhttpd", rundir, workers=1,
+                       extra=["--ws-max-message", "1000", "--ws-close-timeout", "1"])
+    h = WsEcho(zctx, srv.base, ident=b"ws-raw")
+    h.start()
+    yield srv, h
+    h.close()
+    srv.stop()
+
+
+def test_handshake_headers(zserver):
+    srv, h = zserver
+    s, head, rest = handshake(srv.port)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+    hdrs = {l.split(b":", 1)[0].lower(): l.split(b":", 1)[1].strip() for l in lines[1:]}
+    assert hdrs[b"sec-websocket-accept"] == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert hdrs[b"upgrade"].lower() == b"websocket" and hdrs[b"connection"].lower() == b"upgrade"
+    s.sendall(frame(0x81, b"raw hello"))
+    s.settimeout(5)
+    data = rest
+    while len(data) < 11:
+        data += s.recv(100)
+    assert data[:11] == b"\x81\x09raw hello"  # unmasked from the server
+    s.close()
+
+
+BAD = [
+    ("unmasked client frame", frame(0x81, b"hi", mask=None), 1002),
+    ("RSV1 without extension", frame(0xC1, b"hi"), 1002),
+    ("RSV2", frame(0xA1, b"hi"), 1002),
+    ("fragmented ping", frame(0x09, b"p"), 1002),
+    ("ping over 125 bytes", frame(0x89, b"x" * 126), 1002),
+    ("continuation without a start", frame(0x80, b"x"), 1002),
+    ("new message inside a fragmented one", frame(0x01, b"a") + frame(0x81, b"b"), 1002),
+    ("unknown opcode 3", frame(0x83, b""), 1002),
+    ("unknown opcode 0xB", frame(0x8B, b""), 1002),
+    ("invalid UTF-8", frame(0x81, b"\xc3\x28"), 1007),
+    ("invalid UTF-8 across fragments", frame(0x01, b"\xe2\x82") + frame(0x80, b"\x28"), 1007),
+    ("close reason not UTF-8", frame(0x88, b"\x03\xe8\xff"), 1007),
+    ("close code 1005", frame(0x88, b"\x03\xed"), 1002),
+    ("close code 999", frame(0x88, b"\x03\xe7"), 1002),
+    ("close with 1 byte", frame(0x88, b"\x03"), 1002),
+    ("message over --ws-max-message", frame(0x82, b"x" * 1001), 1009),
+    ("fragments over --ws-max-message", frame(0x02, b"x" * 600) + frame(0x80, b"x" * 401), 1009),
+]
+
+
+@pytest.mark.parametrize("what,data,code", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_close_codes(zserver, what, data, code):
+    srv, h = zserver
+    s, head, rest = handshake(srv.port)
+    assert head.startswith(b"HTTP/1.1 101")
+    n0 = len(h.requests)
+    s.sendall(data)
+    assert read_close(s, rest) == code, what
+    # The connection ends after our close; the handler's session ends with a cancel.
+    assert read_close(s, b"", 3) == "eof"
+    s.close()
+    rid = h.requests[n0 - 1]["id"] if len(h.requests) >= n0 else None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (rid, b"cancel") not in h.events:
+        time.sleep(0.02)
+    assert (rid, b"cancel") in h.events
+
+
+def test_client_vanishes_mid_message(zserver):
+    srv, h = zserver
+    s, head, rest = handshake(srv.port)
+    rid = h.requests[-1]["id"]
+    s.sendall(frame(0x01, b"half a mess"))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (rid, None) not in h.events:
+        time.sleep(0.02)
+    s.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (rid, b"cancel") not in h.events:
+        time.sleep(0.02)
+    assert (rid, b"cancel") in h.events
+
+
+def test_close_handshake_from_client_and_timeout(zserver):
+    srv, h = zserver
+    # The client closes: the handler gets close with code and reason and echoes it.
+    s, head, rest = handshake(srv.port)
+    s.sendall(frame(0x88, b"\x0f\xa0bye"))  # 4000 "bye"
+    assert read_close(s, rest) == 4000
+    assert read_close(s, b"", 3) == "eof"
+    s.close()
+
+
+def test_upgrade_on_req_port_is_400(tmp_path):
+    from srvkit import start
+    d, info = start(tmp_path, stream=False, req=True)
+    try:
+        s = socket.create_connection(("127.0.0.1", info["req_port"]), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + KEY + b"\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 400")
+        s.close()
+    finally:
+        d.stop()
+
+
+@pytest.mark.parametrize("extra,status", [
+    (b"Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: " + KEY + b"\r\n", b"400"),
+    (b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short==\r\n", b"400"),
+    (b"Sec-WebSocket-Version: 13\r\n", b"400"),
+])
+def test_bad_handshake_is_400(zserver, extra, status):
+    srv, h = zserver
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+              extra + b"\r\n")
+    assert s.recv(100).startswith(b"HTTP/1.1 " + status)
+    s.close()
