@@ -27,6 +27,10 @@
 #define RETRY_MS      10
 #define MAX_IDENTITY  255
 #define REACH_SLOTS   256 /* remembered ROUTER peers that took a message (direct-mapped) */
+/* After the sockets are bound, a ROUTER peer not connected yet is waited for this long: a handler
+ * started before us (Pushpin's runner starts condure and pushpin-proxy at once) reconnects each
+ * socket on its own timer (ZeroMQ: 100-200 ms), so its PUB reply can come before its ROUTER. */
+#define UNREACH_GRACE_MS 2000
 
 struct dest {
     struct dest *next;
@@ -79,6 +83,7 @@ struct zh_zbridge {
     /* ROUTER peers seen reachable, so that EHOSTUNREACH can tell "went away" (hand the message
      * back) from "never connected a ROUTER at all" (a PUB-only Condure-style handler: drop). */
     struct reach reach[REACH_SLOTS];
+    uint64_t grace_until_ms; /* UNREACH_GRACE_MS after the sockets were opened */
 };
 
 /* ---- setup ---- */
@@ -118,6 +123,7 @@ struct zh_zbridge *zh_zbridge_new(const struct zh_zbridge_config *cfg, struct zh
             return NULL;
         }
     }
+    b->grace_until_ms = zh_time_ms() + UNREACH_GRACE_MS;
     return b;
 }
 
@@ -240,6 +246,15 @@ static bool reach_lost(struct zh_zbridge *b, const struct zh_zmsg *m)
     return true;
 }
 
+/* r is EHOSTUNREACH for a ROUTER peer that never took a message, while we are new: keep m parked
+ * (retried like EAGAIN) instead of dropping it; after the grace the drop happens as before. */
+static bool unreach_wait(struct zh_zbridge *b, const struct zh_zmsg *m, int r)
+{
+    if (r != -EHOSTUNREACH || zh_time_ms() >= b->grace_until_ms)
+        return false;
+    return zh_zsock_is_router(m->sock) && m->nframes >= 2 && !reach_match(reach_slot(b, m), m);
+}
+
 static bool past_deadline(const struct zh_zmsg *m, uint64_t now)
 {
     return m->deadline_ms != 0 && now >= m->deadline_ms;
@@ -316,7 +331,7 @@ static bool place(struct zh_zbridge *b, struct zh_zmsg *m)
         return true;
     }
     int r = send_frames(sock, m);
-    if (r == -EAGAIN) {
+    if (r == -EAGAIN || unreach_wait(b, m, r)) {
         if (past_deadline(m, zh_time_ms())) {
             expire_parked(b, m);
             return true;
@@ -364,7 +379,7 @@ static void retry_parked(struct zh_zbridge *b)
         while (d->head) {
             struct zh_zmsg *m = d->head;
             int r = send_frames(b->socks[m->sock], m);
-            if (r == -EAGAIN)
+            if (r == -EAGAIN || unreach_wait(b, m, r))
                 break;
             d->head = m->next;
             if (!d->head)

@@ -40,11 +40,13 @@ import subprocess
 import time
 
 import pytest
+import zmq
 from aiohttp import web
 
+import tnetstring_py as tns
 from conftest import build_dir, free_port
 from streamorigin import AioOrigin
-from zhttpd import SANITIZER_MARKERS
+from zhttpd import SANITIZER_MARKERS, Zhttpd
 
 BIG_PIECE = 64 * 1024
 BIG_PIECES = 64  # 4 MiB
@@ -521,3 +523,77 @@ def test_websocket_over_http_publish(request, pushpin):
             return first, second
 
     assert _run(go()) == ("echo: hi", "pub!")
+
+
+# ---------------------------------------------------------------------------------------------
+# Found with Pushpin: its runner starts condure and pushpin-proxy at the same time, so the proxy's
+# sockets connect before the server has bound them and each reconnects on its own timer (ZeroMQ:
+# 100-200 ms). A request in that window can get the proxy's PUB reply (credits) before the proxy's
+# ROUTER is connected; condure keeps the later body packets until it is, zhttpd dropped them
+# ("peer unreachable, message dropped") and the POST hung until Pushpin gave up (502).
+
+@pytest.mark.parametrize("kind", ["zhttpd", "condure"])
+def test_body_waits_for_a_handler_router_that_connects_late(kind, rundir, zctx):
+    port = free_port()
+    base = f"ipc://{rundir}/late"
+    args = ["--id", "srv", "--listen", f"127.0.0.1:{port}", "--zclient-stream", base]
+    if kind == "zhttpd":
+        d = Zhttpd(args, rundir).start()
+    else:
+        d = Zhttpd(args, rundir, binary="/usr/bin/condure").start(ready=None)
+    pull = zctx.socket(zmq.PULL)
+    pub = zctx.socket(zmq.PUB)
+    router = zctx.socket(zmq.ROUTER)
+    for s in (pull, pub, router):
+        s.setsockopt(zmq.LINGER, 0)
+    router.setsockopt(zmq.ROUTING_ID, b"late-handler")
+    c = None
+    try:
+        deadline = time.monotonic() + 10
+        while c is None:
+            try:
+                c = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except OSError:
+                assert time.monotonic() < deadline, d.log()
+                time.sleep(0.05)
+        pull.connect(base + "-out")
+        pub.connect(base + "-in")
+        time.sleep(0.3)  # the server's SUB subscription reaches our PUB
+        body = bytes(range(256)) * 400  # 102400 bytes: more than the first packet's credits
+        c.sendall(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        assert pull.poll(10000), d.log()
+        req = tns.loads(pull.recv()[1:])
+        got = req.get("body", b"")
+        assert req.get("more") and len(got) < len(body), req
+        pub.send(b"srv T" + tns.dumps({"from": b"late-handler", "id": req["id"], "seq": 0,
+                                       "type": "credit", "credits": 200000}))
+        time.sleep(0.5)  # the body the server sends now finds no ROUTER peer yet
+        router.connect(base + "-out-stream")
+        seq = 1
+        deadline = time.monotonic() + 10
+        while len(got) < len(body):
+            assert router.poll(max(1, int((deadline - time.monotonic()) * 1000))), \
+                f"{len(got)} of {len(body)} body bytes reached the handler:\n{d.log()}"
+            pkt = tns.loads(router.recv_multipart()[-1][1:])
+            if pkt.get("type") is not None:
+                continue
+            assert pkt["seq"] == seq, pkt
+            seq += 1
+            got += pkt.get("body", b"")
+        assert got == body
+        pub.send(b"srv T" + tns.dumps({"from": b"late-handler", "id": req["id"], "seq": 1,
+                                       "code": 200, "reason": "OK", "headers": [],
+                                       "body": b"got it"}))
+        c.settimeout(10)
+        resp = b""
+        while not resp.endswith(b"got it"):
+            chunk = c.recv(4096)
+            assert chunk, resp
+            resp += chunk
+        assert resp.startswith(b"HTTP/1.1 200"), resp
+    finally:
+        if c is not None:
+            c.close()
+        for s in (pull, pub, router):
+            s.close()
+        d.stop(expect_rc=0 if kind == "zhttpd" else None)

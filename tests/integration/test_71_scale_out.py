@@ -13,17 +13,26 @@ names it in `from`); SIGKILL of one instance mid-run loses only its own sessions
 them expire: no keep-alive within 5 intervals, --server-keepalive-ms 200) while the other
 instance's sessions finish; the instance restarted with the same id and ports is used again by the
 same pool sockets (nothing in the pool is restarted). The figures the test measures are printed on
-one line (pytest -s) and quoted in docs/scaling.md."""
+one line (pytest -s) and quoted in docs/scaling.md.
+
+The second test runs the recipe with Pushpin 1.36 as the pool: pushpin-proxy and pushpin-handler
+connected to both instances through their condure_* spec lists."""
+import http.client
+import json
+import os
 import signal
+import subprocess
 import time
 
 import zmq
 
 import tnetstring_py as tns
-from conftest import free_port
+from conftest import build_dir, free_port
 from origin import Origin
 from srvkit import HttpConn, free_base_port, get
-from zhttpd import Zhttpd
+from streamorigin import AioOrigin
+from test_70_pushpin import setup_origin
+from zhttpd import SANITIZER_MARKERS, Zhttpd
 
 KEEPALIVE_MS = 200
 EXPIRE_S = 5 * KEEPALIVE_MS / 1000.0
@@ -340,3 +349,129 @@ def test_two_instances_one_pool(rundir, zctx):
         for i in (a, b):
             if i.d.alive():
                 i.d.stop()
+
+
+def test_pushpin_as_the_pool_of_two_instances(rundir, tmp_path):
+    """The same recipe with Pushpin 1.36 as the handler: its runner starts only zurl (zhttpd),
+    pushpin-proxy and pushpin-handler, whose condure_* specs list both instances' tcp endpoints
+    (the two zhttpd instances are started by the test, as on two machines). Proxied GETs on either
+    listener are answered; one publish reaches a Grip stream held on each instance; zA killed, zB
+    goes on; zA restarted with the same id is used again by the same Pushpin."""
+    a, b = Instance(rundir, "zA"), Instance(rundir, "zB")
+    for i in (a, b):  # server role only, as condure would run
+        i.d = Zhttpd(["--id", i.iid, "--workers", "1", "--listen", f"127.0.0.1:{i.http_port}",
+                      "--zclient-stream", f"tcp://127.0.0.1:{i.sbase}"], rundir, name=f"pp-{i.iid}")
+        i.d.start()
+    base = tmp_path / "pp"
+    (base / "run").mkdir(parents=True)
+    (base / "log").mkdir()
+    wrapper = base / "zurl"
+    wrapper.write_text(f'#!/bin/sh\nexec "{build_dir() / "zhttpd"}" "$@"\n')
+    wrapper.chmod(0o755)
+    pub_port = free_port()
+
+    def specs(offset):
+        return ",".join(f"tcp://127.0.0.1:{i.sbase + offset}" for i in (a, b))
+
+    with AioOrigin(setup_origin) as origin:
+        (base / "routes").write_text(f"* 127.0.0.1:{origin.port}\n")
+        (base / "pushpin.conf").write_text(f"""[global]
+include={{libdir}}/internal.conf
+rundir={base}/run
+ipc_prefix=pushpin-
+[runner]
+services=zurl,pushpin-proxy,pushpin-handler
+http_port=127.0.0.1:{free_port()}
+logdir={base}/log
+log_level=2
+zurl_bin={wrapper}
+[proxy]
+routesfile={base}/routes
+condure_in_specs={specs(0)}
+condure_in_stream_specs={specs(1)}
+condure_out_specs={specs(2)}
+zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in
+zurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream
+zurl_in_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-out
+sig_key=changeme
+updates_check=off
+[handler]
+condure_in_stream_specs={specs(1)}
+condure_out_specs={specs(2)}
+push_in_spec=ipc://{base}/run/push-in
+push_in_sub_specs=ipc://{base}/run/push-sub
+push_in_http_addr=127.0.0.1
+push_in_http_port={pub_port}
+command_spec=ipc://{base}/run/command
+stats_spec=ipc://{base}/run/stats
+""")
+        logf = open(base / "pushpin.log", "wb")
+        pp = subprocess.Popen(["pushpin", "--config", str(base / "pushpin.conf"), "--merge-output"],
+                              stdout=logf, stderr=subprocess.STDOUT, cwd=base, start_new_session=True)
+
+        def get_ok(inst, timeout=2):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", inst.http_port, timeout=timeout)
+                c.request("GET", "/hello")
+                r = c.getresponse()
+                ok = (r.status, r.read()) == (200, b"hello GET 0 e3b0c44298fc1c14\n")
+                c.close()
+                return ok
+            except (OSError, http.client.HTTPException):
+                return False
+
+        def wait_ok(inst, timeout=15):
+            deadline = time.monotonic() + timeout
+            while not get_ok(inst):
+                assert pp.poll() is None, (base / "pushpin.log").read_text()
+                assert time.monotonic() < deadline, (base / "pushpin.log").read_text()
+                time.sleep(0.1)
+
+        def publish(chan, content):
+            c = http.client.HTTPConnection("127.0.0.1", pub_port, timeout=10)
+            c.request("POST", "/publish/", body=json.dumps({"items": [
+                {"channel": chan, "formats": {"http-stream": {"content": content}}}]}))
+            assert c.getresponse().status == 200
+            c.close()
+
+        try:
+            for i in (a, b):
+                wait_ok(i)
+            for _ in range(3):
+                assert get_ok(a, 10) and get_ok(b, 10)
+            # one publish, two held streams, one on each instance
+            streams = []
+            for i in (a, b):
+                s = HttpConn(i.http_port, timeout=10)
+                s.send(get("/grip/stream/two", host="127.0.0.1"))
+                while b"stream open\n" not in s.buf:
+                    assert s._fill(), s.buf
+                streams.append(s)
+            time.sleep(0.3)
+            publish("two", "to both\n")
+            for s in streams:
+                while b"to both\n" not in s.buf:
+                    assert s._fill(), s.buf
+                s.close()
+            # zA dies: zB goes on; zA restarts with the same id and ports: Pushpin uses it again
+            a.d.stop(sig=signal.SIGKILL, expect_rc=-signal.SIGKILL)
+            assert get_ok(b, 10)
+            a.d = Zhttpd(["--id", "zA", "--workers", "1", "--listen", f"127.0.0.1:{a.http_port}",
+                          "--zclient-stream", f"tcp://127.0.0.1:{a.sbase}"], rundir, name="pp-zA-2")
+            a.d.start()
+            wait_ok(a)
+            assert get_ok(b, 10)
+        finally:
+            pp.terminate()
+            try:
+                pp.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(pp.pid, signal.SIGKILL)  # its own session: only what we started
+                pp.wait()
+            logf.close()
+            for i in (a, b):
+                if i.d.alive():
+                    i.d.stop()
+    text = (base / "pushpin.log").read_text()
+    assert not any(m in text for m in SANITIZER_MARKERS), text
+    assert text.count("[main] stopped") == 1, text  # the zhttpd Pushpin ran as its zurl
