@@ -226,6 +226,10 @@ static const struct opt opts[] = {
     {"ws-auto-pong", "ws_auto_pong", SEC_SERVER, T_BOOL, G_SERVER, OFF(server.ws_auto_pong), 0, 0,
      0, "false", NULL,
      "Answer WebSocket client pings ourselves instead of forwarding them to the handler", NULL},
+    {"ws-ping-interval", "ws_ping_interval", SEC_SERVER, T_SEC, G_SERVER,
+     OFF(server.ws_ping_interval_ms), 0, 0, SEC_LIMIT, "0", "SECONDS",
+     "Ping a WebSocket client idle this long, and close it if it sends nothing for as long again "
+     "(0 = off)", NULL},
     {"compression", "compression", SEC_SERVER, T_BOOL, G_SERVER, OFF(server.compression), 0, 0, 0,
      "false", NULL, "Allow compression (WebSocket permessage-deflate)", NULL},
     {"handler-wait", "handler_wait", SEC_SERVER, T_SEC, G_SERVER, OFF(server.handler_wait_ms), 0, 0,

@@ -152,6 +152,7 @@ struct zh_config_server {
     size_t ws_max_message;                   /* WebSocket message limit (1 MiB) */
     int64_t ws_close_timeout_ms;             /* client's close due within this (5 s) */
     bool ws_auto_pong;                       /* answer client pings ourselves */
+    int64_t ws_ping_interval_ms;             /* keep-alive pings to idle clients (0 = off) */
     int64_t handler_wait_ms;                 /* wait for a handler before 503 (5 s) */
     size_t max_header_size;                  /* request head limit (65536) */
     int64_t keepalive_interval_ms;           /* ZHTTP keep-alive interval (45000) */

@@ -491,8 +491,10 @@ static void conn_read(struct zh_conn *c)
         c->in_len += (size_t)r;
         got = true;
     }
-    if (got)
-        c->last_io_ms = zh_conn__now(c);
+    if (got) {
+        c->last_io_ms = c->last_in_ms = zh_conn__now(c);
+        c->ws_ping_ms = 0; /* the client is alive */
+    }
     if (c->in_hs && zh_stream_established(&c->st))
         hs_done(c);
     if (c->in_eof && (c->state == ZH_CONN_BODY || c->state == ZH_CONN_REQUEST ||

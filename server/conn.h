@@ -111,6 +111,8 @@ struct zh_conn {
     uint8_t ws_out_type;           /* the type of the handler's message being written */
     char ws_accept[29];            /* Sec-WebSocket-Accept for the 101 */
     uint64_t ws_close_ms;          /* when our close was queued */
+    uint64_t ws_ping_ms;           /* when our keep-alive ping went out (0 = none outstanding) */
+    uint64_t last_in_ms;           /* last byte read from the client */
     struct zh_ws_parser ws_in;     /* client frames */
     struct zh_ws_sender ws_out;    /* the handler's messages: opcodes for fragments */
     struct zh_ws_utf8 ws_out_utf8; /* the handler's text so far */

@@ -64,6 +64,7 @@ void zh_wsmode_start(struct zh_conn *c, const struct zh_http1_header *hdrs, size
     c->ws = true;
     c->keep_alive = false; /* a rejected upgrade ends the connection */
     c->ws_close_sent = c->ws_close_rcvd = false;
+    c->ws_ping_ms = 0;
     memset(&c->ws_out, 0, sizeof(c->ws_out));
     memset(&c->ws_out_utf8, 0, sizeof(c->ws_out_utf8));
     zh_ws_parser_init(&c->ws_in, true, false, c->s->cfg.ws_max_message);
@@ -80,6 +81,8 @@ void zh_wsmode_start(struct zh_conn *c, const struct zh_http1_header *hdrs, size
 }
 
 /* ---- to the client ---- */
+
+#define KEEPALIVE_PING "zhttpd-keepalive" /* payload of our --ws-ping-interval pings */
 
 static void queue_frame(struct zh_conn *c, bool fin, uint8_t opcode, const void *p, size_t n)
 {
@@ -156,6 +159,7 @@ static void accept_upgrade(struct zh_conn *c, const struct zh_zhttp_packet *p)
     zh_conn__queue(c, b.data, b.len);
     zh_buf_free(&b);
     zh_debug("session %.*s: WebSocket accepted", (int)c->id_len, c->id);
+    c->last_in_ms = zh_conn__now(c);
     zh_conn__set_state(c, ZH_CONN_WS);
 }
 
@@ -365,6 +369,9 @@ static bool to_handler(struct zh_conn *c, const struct zh_ws_event *ev)
         }
         /* fall through */
     case ZH_WS_PONG:
+        if (ev->opcode == ZH_WS_PONG && ev->len == sizeof(KEEPALIVE_PING) - 1 &&
+            memcmp(ev->data, KEEPALIVE_PING, ev->len) == 0)
+            return true; /* the answer to our keep-alive ping */
         p = zh_handler_packet(c);
         p->type = ev->opcode == ZH_WS_PING ? ZH_ZHTTP_PING : ZH_ZHTTP_PONG;
         p->body = (struct zh_span){ev->data, ev->len};
@@ -437,6 +444,22 @@ void zh_wsmode_timer(struct zh_conn *c, uint64_t now)
         fail_ws(c, ZH_WS_CLOSE_INTERNAL, NULL);
         return;
     }
+    uint32_t iv = cfg->ws_ping_interval_ms;
+    if (iv && !c->ws_close_sent) {
+        if (c->ws_ping_ms && now >= c->ws_ping_ms + iv) {
+            zh_info("session %.*s: client silent %u ms after our ping, closing", (int)c->id_len,
+                    c->id, iv);
+            zh_conn_close(c, "ping timeout");
+            return;
+        }
+        if (!c->ws_ping_ms && now >= c->last_in_ms + iv) {
+            queue_frame(c, true, ZH_WS_PING, KEEPALIVE_PING, sizeof(KEEPALIVE_PING) - 1);
+            c->ws_ping_ms = now;
+            zh_conn__flush(c);
+            if (c->state == ZH_CONN_CLOSED)
+                return;
+        }
+    }
     zh_conn__arm_timer(c);
 }
 
@@ -447,6 +470,11 @@ uint64_t zh_wsmode_deadline(const struct zh_conn *c)
         at = zh_session_expires_at(&c->sess);
     if (c->ws_close_sent) {
         uint64_t t = c->ws_close_ms + c->s->cfg.ws_close_timeout_ms;
+        if (t < at)
+            at = t;
+    } else if (c->s->cfg.ws_ping_interval_ms) {
+        uint64_t t =
+            (c->ws_ping_ms ? c->ws_ping_ms : c->last_in_ms) + c->s->cfg.ws_ping_interval_ms;
         if (t < at)
             at = t;
     }

@@ -94,6 +94,24 @@ class WsEcho(threading.Thread):
             if name.lower() == b"sec-websocket-protocol":
                 headers.append([b"Sec-WebSocket-Protocol", value.split(b",")[0].strip()])
         self.send(rid, code=101, reason="Switching Protocols", headers=headers, credits=65536)
+        if uri.endswith("/mute"):  # accept, then never say anything again
+            del self.sess[rid]
+            return
+        s = self.sess[rid]
+        if uri.endswith("/push"):  # the handler speaks first: fragments, binary, ping, close
+            s["out"] += [("data", {"body": b"frag1 ", "content_type": b"text", "more": True}),
+                         ("data", {"body": b"frag2 ", "more": True}),
+                         ("data", {"body": "end \u20ac".encode()}),
+                         ("data", {"body": b"\x00bin", "content_type": b"binary"}),
+                         ("ctl", {"type": "ping", "body": b"hb"}),
+                         ("ctl", {"type": "close", "code": 4002, "body": b"server bye"})]
+        elif uri.endswith("/bad"):  # packets zhttpd must refuse, each followed by a good one
+            s["out"] += [("data", {"body": b"\xff\xfe", "content_type": b"text"}),
+                         ("data", {"body": b"ok"}),
+                         ("ctl", {"type": "ping", "body": b"x" * 126}),
+                         ("ctl", {"type": "close", "code": 1005}),
+                         ("ctl", {"type": "close", "code": 1000, "body": b"fine"})]
+        self.flush(rid)
 
     def on_stream(self, pkt):
         rid = pkt.get("id")
@@ -420,3 +438,192 @@ def test_bad_handshake_is_400(zserver, extra, status):
               extra + b"\r\n")
     assert s.recv(100).startswith(b"HTTP/1.1 " + status)
     s.close()
+
+
+def test_handler_speaks_first(zserver):
+    """The handler's fragments arrive as one message, binary by content-type, its ping is answered
+    by the client (the handler gets the pong), and its close reaches the client with code and
+    reason."""
+    srv, h = zserver
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/push") as ws:
+            assert await ws.recv() == "frag1 frag2 end \u20ac"
+            assert await ws.recv() == b"\x00bin"
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    assert run(go()) == (4002, "server bye")
+    rid = h.requests[-1]["id"]
+    assert (rid, b"pong") in h.events
+
+
+def test_handler_bad_packets_are_refused(zserver):
+    """Text that is not UTF-8, a ping over 125 bytes and close code 1005 from the handler are
+    refused with a log line and not forwarded; what follows them goes through."""
+    srv, h = zserver
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/bad") as ws:
+            assert await ws.recv() == "ok"
+            with pytest.raises(websockets.exceptions.ConnectionClosedOK):
+                await ws.recv()
+            return ws.close_code, ws.close_reason
+
+    assert run(go()) == (1000, "fine")
+    log = srv.log()
+    for line in ("handler sent text that is not UTF-8: refused",
+                 "handler sent a ping over 125 bytes: refused",
+                 "handler sent close code 1005, which may not be sent: refused"):
+        assert line in log, line
+
+
+def test_close_timeout(zserver):
+    """The handler closes; a client that never answers our close is closed after
+    --ws-close-timeout (1 s here)."""
+    srv, h = zserver
+    s, head, rest = handshake(srv.port, "/push")
+    assert read_close(s, rest) == 4002
+    t0 = time.monotonic()
+    assert read_close(s, b"", 5) == "eof"
+    assert time.monotonic() - t0 >= 0.9
+    s.close()
+
+
+def test_credits_5mb_both_ways(zserver_big):
+    """Five 1 MiB messages each way: the handler never gets more than it granted, zhttpd never
+    logs a handler over its credits."""
+    srv, h = zserver_big
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/echo", max_size=2 ** 21) as ws:
+            msgs = [os.urandom(1 << 20) for _ in range(5)]
+            for m in msgs:
+                await ws.send(m)
+            for m in msgs:
+                assert await ws.recv() == m
+
+    run(go())
+    assert not h.over_credits, h.over_credits
+    assert h.max_piece <= 65536
+    assert "exceeded its credits" not in srv.log()
+
+
+@pytest.fixture(scope="module")
+def zserver_big(tmp_path_factory, zctx):
+    rundir = tmp_path_factory.mktemp("ws-big")
+    srv = start_server("zhttpd", rundir, workers=1)
+    h = WsEcho(zctx, srv.base, ident=b"ws-big")
+    h.start()
+    yield srv, h
+    h.close()
+    srv.stop()
+
+
+@pytest.mark.parametrize("auto", [False, True])
+def test_auto_pong(tmp_path, zctx, auto):
+    """--ws-auto-pong: zhttpd answers the client's ping and the handler sees none; without it the
+    ping goes to the handler, which answers it."""
+    srv = start_server("zhttpd", tmp_path, workers=1,
+                       extra=["--ws-auto-pong"] if auto else [])
+    h = WsEcho(zctx, srv.base, ident=b"ws-pong")
+    h.start()
+    try:
+        async def go():
+            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/p") as ws:
+                await asyncio.wait_for(await ws.ping(b"p1"), 5)
+                await ws.send("after")
+                assert await ws.recv() == "after"
+
+        run(go())
+        rid = h.requests[-1]["id"]
+        assert ((rid, b"ping") in h.events) is (not auto)
+    finally:
+        h.close()
+        srv.stop()
+
+
+def test_handler_vanishes_client_gets_1011(tmp_path, zctx):
+    """A handler that accepts and then goes silent: after the session expiry the client gets
+    close 1011."""
+    srv = start_server("zhttpd", tmp_path, workers=1,
+                       extra=["--server-session-expiry-ms", "800", "--server-keepalive-ms", "300"])
+    h = WsEcho(zctx, srv.base, ident=b"ws-mute")
+    h.start()
+    try:
+        s, head, rest = handshake(srv.port, "/mute")
+        assert head.startswith(b"HTTP/1.1 101")
+        assert read_close(s, rest, 10) == 1011
+        s.close()
+    finally:
+        h.close()
+        srv.stop()
+
+
+def test_keepalive_pings(tmp_path, zctx):
+    """--ws-ping-interval: an idle client gets our ping (its pong is not forwarded); one that
+    stops answering is closed after another interval, and the handler gets cancel."""
+    srv = start_server("zhttpd", tmp_path, workers=1, extra=["--ws-ping-interval", "0.5"])
+    h = WsEcho(zctx, srv.base, ident=b"ws-ka")
+    h.start()
+    try:
+        async def go():
+            async with websockets.connect(f"ws://127.0.0.1:{srv.port}/ka") as ws:
+                await asyncio.sleep(1.6)  # websockets answers our pings: still open
+                await ws.send("alive")
+                assert await ws.recv() == "alive"
+
+        run(go())
+        rid = h.requests[-1]["id"]
+        assert (rid, b"pong") not in h.events
+        # A raw client that never answers: ping, then closed.
+        s, head, rest = handshake(srv.port, "/ka2")
+        rid = h.requests[-1]["id"]
+        s.settimeout(5)
+        got = rest
+        while b"zhttpd-keepalive" not in got:
+            d = s.recv(100)
+            assert d
+            got += d
+        assert got.startswith(b"\x89\x10zhttpd-keepalive")
+        assert read_close(s, b"", 5) == "eof"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (rid, b"cancel") not in h.events:
+            time.sleep(0.02)
+        assert (rid, b"cancel") in h.events
+        s.close()
+    finally:
+        h.close()
+        srv.stop()
+
+
+def test_wss_on_tls_listener_with_sni(tmp_path, zctx):
+    """wss:// on a TLS listener: SNI picks the certificate, the handler sees a wss:// uri."""
+    import ssl
+    from conftest import free_port
+    from srvkit import start
+    from test_15_server_listeners import make_identity
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    make_identity(ids, "one.test", "one.test")
+    make_identity(ids, "two.test", "two.test")
+    port = free_port()
+    d, info = start(tmp_path, "--tls-identities-dir", ids,
+                    listen_extra=[f"127.0.0.1:{port},tls,default-cert=one.test"])
+    h = WsEcho(zctx, info["base"], ident=b"ws-tls")
+    h.start()
+    try:
+        ctx = ssl.create_default_context(cafile=str(ids / "two.test.crt"))
+
+        async def go():
+            async with websockets.connect(f"wss://127.0.0.1:{port}/sec", ssl=ctx,
+                                          server_hostname="two.test") as ws:
+                await ws.send("secure")
+                return await ws.recv()
+
+        assert run(go()) == "secure"
+        assert h.requests[-1]["uri"].startswith(b"wss://")
+    finally:
+        h.close()
+        d.stop()
