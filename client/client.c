@@ -1105,6 +1105,13 @@ void zh_client_shutdown(struct zh_client *c, int cancel)
     reap_cb(&c->reap, c);
 }
 
+void zh_client_reload(struct zh_client *c, const struct zh_policy *policy, uint32_t timeout_ms)
+{
+    c->cfg.http.policy = policy;
+    zh_request_ctx_set_policy(c->rctx, policy);
+    c->cfg.timeout_ms = timeout_ms;
+}
+
 size_t zh_client_active(const struct zh_client *c)
 {
     return c->n_sess;

@@ -47,6 +47,10 @@ void zh_client_shutdown(struct zh_client *c, int cancel);
 /* Requests in flight (running or waiting for a slot). */
 size_t zh_client_active(const struct zh_client *c);
 
+/* Take the settings that change live on SIGHUP (on the worker's thread): the access policy (the
+ * caller frees the old one once every worker has switched) and the inactivity timeout. */
+void zh_client_reload(struct zh_client *c, const struct zh_policy *policy, uint32_t timeout_ms);
+
 /* Free the engine (after zh_client_shutdown(c, 1)). */
 void zh_client_free(struct zh_client *c);
 

@@ -1405,6 +1405,11 @@ struct zh_request_ctx *zh_request_ctx_new(struct zh_loop *loop, struct zh_outbou
     return ctx;
 }
 
+void zh_request_ctx_set_policy(struct zh_request_ctx *ctx, const struct zh_policy *policy)
+{
+    ctx->cfg.policy = policy;
+}
+
 void zh_request_ctx_free(struct zh_request_ctx *ctx)
 {
     if (!ctx)

@@ -65,6 +65,11 @@ struct zh_request_ctx *zh_request_ctx_new(struct zh_loop *loop, struct zh_outbou
 /* Free the context (every request made with it must be freed first). */
 void zh_request_ctx_free(struct zh_request_ctx *ctx);
 
+/* Use policy from now on (SIGHUP reload, on the ctx's own thread): each check reads it afresh, so
+ * requests in flight meet it at their next hop or address. The caller keeps the old policy alive
+ * until every thread that used it has switched. */
+void zh_request_ctx_set_policy(struct zh_request_ctx *ctx, const struct zh_policy *policy);
+
 enum zh_request_event {
     ZH_REQ_EV_HEAD, /* the final response head is complete (see zh_request_fill_head) */
     ZH_REQ_EV_BODY, /* response body bytes were buffered (see zh_request_peek) */

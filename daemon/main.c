@@ -43,6 +43,18 @@ struct daemon {
     struct zh_tls_store *tls;        /* --tls-identities-dir, when a listener has tls */
     struct zh_policy *client_policy; /* outbound access policy, shared by the workers */
     struct zh_slots *client_slots;   /* max_open_requests, shared by the workers (NULL = none) */
+    int argc;                        /* the command line, parsed again on SIGHUP */
+    char **argv;
+    unsigned reload_seq;
+    struct retired *retired; /* what a worker may still read after a reload timed out */
+};
+
+/* A reload's hand-over and the policy it replaced, kept until every worker took the reload. */
+struct retired {
+    struct zh_worker_reload r;
+    struct zh_server_config sc;
+    struct zh_policy *old_policy;
+    struct retired *next;
 };
 
 /* BASE-suffix for ipc/inproc bases; tcp://host:P+offset for tcp bases. */
@@ -314,6 +326,12 @@ static void teardown(struct daemon *d)
     zh_listener_free(d->listener);
     for (unsigned i = 0; d->workers && i < d->n_workers; i++)
         zh_worker_free(d->workers[i]);
+    while (d->retired) {
+        struct retired *r = d->retired;
+        d->retired = r->next;
+        zh_policy_free(r->old_policy);
+        zh_free(r);
+    }
     zh_zbridge_free(d->bridge);
     zh_policy_free(d->client_policy);
     zh_slots_free(d->client_slots);
@@ -355,9 +373,234 @@ static int wait_signal(const sigset_t *sigs, long ms)
     }
 }
 
+/* ---- SIGHUP: reload ---- */
+
+#define RELOAD_WAIT_MS 10000 /* workers take a reload between two events: this is generous */
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_list(const struct zh_config_strlist *a, const struct zh_config_strlist *b)
+{
+    if (a->count != b->count)
+        return false;
+    for (size_t i = 0; i < a->count; i++)
+        if (strcmp(a->items[i], b->items[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool same_listen(const struct zh_config_server *a, const struct zh_config_server *b)
+{
+    if (a->listen_count != b->listen_count)
+        return false;
+    for (size_t i = 0; i < a->listen_count; i++)
+        if (strcmp(a->listen[i].raw, b->listen[i].raw) != 0)
+            return false;
+    return true;
+}
+
+/* The settings that cannot change while running, named in fixed when new differs from old. */
+static void fixed_changes(const struct zh_config *o, const struct zh_config *n,
+                          struct zh_buf *fixed)
+{
+#define FIX(cond, name)                                                 \
+    do {                                                                \
+        if (!(cond))                                                    \
+            zh_buf_printf(fixed, "%s%s", fixed->len ? ", " : "", name); \
+    } while (0)
+    const struct zh_config_client *oc = &o->client, *nc = &n->client;
+    const struct zh_config_server *os = &o->server, *ns = &n->server;
+    FIX(same_str(o->id, n->id), "id");
+    FIX(o->workers == n->workers, "workers");
+    FIX(same_str(o->logfile, n->logfile), "logfile");
+    FIX(same_str(oc->in_spec, nc->in_spec), "in_spec");
+    FIX(same_str(oc->in_stream_spec, nc->in_stream_spec), "in_stream_spec");
+    FIX(same_str(oc->out_spec, nc->out_spec), "out_spec");
+    FIX(same_str(oc->in_req_spec, nc->in_req_spec), "in_req_spec");
+    FIX(same_list(&oc->zserver_stream, &nc->zserver_stream), "zserver_stream");
+    FIX(same_list(&oc->zserver_req, &nc->zserver_req), "zserver_req");
+    FIX(oc->zserver_connect == nc->zserver_connect, "zserver_connect");
+    FIX(oc->ipc_file_mode == nc->ipc_file_mode, "ipc_file_mode");
+    FIX(oc->allow_ipv6 == nc->allow_ipv6, "allow_ipv6");
+    FIX(oc->max_open_requests == nc->max_open_requests, "max_open_requests");
+    FIX(oc->buffer_size == nc->buffer_size, "buffer_size");
+    FIX(oc->connection_max_time_ms == nc->connection_max_time_ms, "connection_max_time");
+    FIX(oc->in_hwm == nc->in_hwm && oc->out_hwm == nc->out_hwm, "in_hwm/out_hwm");
+    FIX(same_list(&oc->dns_servers, &nc->dns_servers), "dns_servers");
+    FIX(same_str(oc->tls_ca_file, nc->tls_ca_file), "tls_ca_file");
+    FIX(oc->connect_timeout_ms == nc->connect_timeout_ms, "connect_timeout");
+    FIX(same_str(oc->proxy, nc->proxy), "proxy");
+    FIX(oc->http2 == nc->http2, "http2");
+    FIX(oc->allow_ignore_policies == nc->allow_ignore_policies, "allow_ignore_policies");
+    FIX(oc->keepalive_interval_ms == nc->keepalive_interval_ms &&
+            oc->session_expiry_ms == nc->session_expiry_ms,
+        "keepalive_interval_ms/session_expiry_ms");
+    FIX(same_listen(os, ns), "[server] listen");
+    FIX(same_list(&os->zclient_stream, &ns->zclient_stream), "[server] zclient_stream");
+    FIX(same_list(&os->zclient_req, &ns->zclient_req), "[server] zclient_req");
+    FIX(os->zclient_connect == ns->zclient_connect, "[server] zclient_connect");
+    FIX(os->stream_maxconn == ns->stream_maxconn, "[server] stream_maxconn");
+    FIX(os->req_maxconn == ns->req_maxconn, "[server] req_maxconn");
+    FIX(os->max_tls_handshakes == ns->max_tls_handshakes, "[server] max_tls_handshakes");
+    FIX(os->buffer_size == ns->buffer_size, "[server] buffer_size");
+    FIX(os->body_buffer_size == ns->body_buffer_size, "[server] body_buffer_size");
+    FIX(os->messages_max == ns->messages_max, "[server] messages_max");
+    FIX(os->ipc_file_mode == ns->ipc_file_mode, "[server] ipc_file_mode");
+    FIX(same_str(os->tls_identities_dir, ns->tls_identities_dir), "[server] tls_identities_dir");
+    FIX(os->compression == ns->compression, "[server] compression");
+    FIX(os->max_header_size == ns->max_header_size, "[server] max_header_size");
+    FIX(os->keepalive_interval_ms == ns->keepalive_interval_ms &&
+            os->session_expiry_ms == ns->session_expiry_ms,
+        "[server] keepalive_interval_ms/session_expiry_ms");
+#undef FIX
+}
+
+static void swap_list(struct zh_config_strlist *a, struct zh_config_strlist *b)
+{
+    struct zh_config_strlist t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static void log_lines(int level, const char *prefix, const char *text)
+{
+    const char *p = text;
+    for (const char *nl; (nl = strchr(p, '\n')); p = nl + 1)
+        zh_log(level, "%s%.*s", prefix, (int)(nl - p), p);
+    zh_log(level, "%s%s", prefix, p);
+}
+
+/* SIGHUP: read the configuration again (the same command line, the same --config file), check it
+ * whole, and apply what can change live: the log level, the client role's allow/deny policy and
+ * inactivity timeout, the server role's timeouts and handler wait, the TLS identities (rescanned)
+ * and the shutdown timeout. A bad configuration changes nothing. Every connection and session
+ * stays up: workers take the new settings between two events of their loop. */
+static void reload(struct daemon *d)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    char msg[96];
+    snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
+    sd_notify(0, msg);
+    zh_info("SIGHUP received: reloading the configuration%s%s", d->cfg.config_file ? " from " : "",
+            d->cfg.config_file ? d->cfg.config_file : "");
+    struct zh_config nc;
+    zh_config_init(&nc);
+    struct zh_buf err = {0}, fixed = {0};
+    struct zh_config_strlist warnings = {0};
+    struct zh_policy *np = NULL;
+    int rc = zh_config_parse_args(&nc, d->argc, d->argv, &warnings, &err);
+    if (rc == 0)
+        rc = zh_config_validate(&nc, &err);
+    if (rc < 0) {
+        log_lines(ZH_LOG_ERROR,
+                  "reload refused, keeping the running configuration: ", zh_buf_cstr(&err));
+        goto out;
+    }
+    for (size_t i = 0; i < warnings.count; i++)
+        zh_warn("%s", warnings.items[i]);
+    if (d->client_policy) {
+        const struct zh_config_client *cc = &nc.client;
+        struct zh_policy_config pc = {
+            .defpolicy = (enum zh_policy_default)cc->defpolicy,
+            .allow = (const char *const *)cc->allow.items,
+            .allow_count = cc->allow.count,
+            .deny = (const char *const *)cc->deny.items,
+            .deny_count = cc->deny.count,
+            .allow_ipv6 = d->cfg.client.allow_ipv6, /* not live: the resolver keeps it */
+            .deny_out_internal = cc->deny_out_internal,
+        };
+        np = zh_policy_new(&pc, &err);
+        if (!np) {
+            zh_error("reload refused, keeping the running configuration: policy: %s",
+                     zh_buf_cstr(&err));
+            goto out;
+        }
+    }
+    if (d->tls && same_str(d->cfg.server.tls_identities_dir, nc.server.tls_identities_dir) &&
+        zh_tls_store_reload_if_changed(d->tls) < 0) {
+        zh_error("reload refused, keeping the running configuration: the TLS identities do not "
+                 "load (see above)");
+        zh_policy_free(np);
+        np = NULL;
+        goto out;
+    }
+    fixed_changes(&d->cfg, &nc, &fixed);
+    if (fixed.len)
+        zh_warn("reload: %s cannot change while running: keeping the old value (restart to apply)",
+                zh_buf_cstr(&fixed));
+
+    /* apply */
+    zh_log_set_level(nc.log_level);
+    d->cfg.log_level = nc.log_level;
+    d->cfg.shutdown_timeout_ms = nc.shutdown_timeout_ms;
+    d->cfg.client.defpolicy = nc.client.defpolicy;
+    d->cfg.client.deny_out_internal = nc.client.deny_out_internal;
+    swap_list(&d->cfg.client.allow, &nc.client.allow);
+    swap_list(&d->cfg.client.deny, &nc.client.deny);
+    d->cfg.client.timeout_ms = nc.client.timeout_ms;
+    d->client_cfg.timeout_ms = (uint32_t)nc.client.timeout_ms;
+    d->cfg.server.head_timeout_ms = nc.server.head_timeout_ms;
+    d->cfg.server.req_timeout_ms = nc.server.req_timeout_ms;
+    d->cfg.server.stream_timeout_ms = nc.server.stream_timeout_ms;
+    d->cfg.server.handler_wait_ms = nc.server.handler_wait_ms;
+    struct zh_server_config *s = &d->server_cfg;
+    s->head_timeout_ms = clamp_ms(nc.server.head_timeout_ms);
+    s->stream_timeout_ms = clamp_ms(nc.server.stream_timeout_ms);
+    s->req_timeout_ms = clamp_ms(nc.server.req_timeout_ms);
+    s->handler_wait_ms = clamp_ms(nc.server.handler_wait_ms);
+
+    struct retired *ret = zh_calloc(1, sizeof(*ret));
+    ret->sc = *s;
+    ret->r.server = &ret->sc;
+    ret->r.client_timeout_ms = d->client_cfg.timeout_ms;
+    ret->r.policy = np ? np : d->client_policy;
+    if (np) {
+        ret->old_policy = d->client_policy;
+        d->client_policy = np;
+        d->client_cfg.http.policy = np;
+    }
+    unsigned seq = ++d->reload_seq;
+    for (unsigned i = 0; i < d->n_workers; i++)
+        zh_worker_reload(d->workers[i], &ret->r, seq);
+    uint64_t deadline = zh_time_ms() + RELOAD_WAIT_MS;
+    bool all = false;
+    while (!all && zh_time_ms() < deadline) {
+        all = true;
+        for (unsigned i = 0; all && i < d->n_workers; i++)
+            all = zh_worker_reloaded(d->workers[i], seq);
+        if (!all)
+            usleep(1000);
+    }
+    if (all) {
+        zh_policy_free(ret->old_policy);
+        zh_free(ret);
+    } else {
+        zh_warn("reload: a worker has not taken the new settings after %d ms; it will",
+                RELOAD_WAIT_MS);
+        ret->next = d->retired;
+        d->retired = ret;
+    }
+    zh_info("reloaded: log level %d, policy %s, TLS identities %s", d->cfg.log_level,
+            np ? "replaced" : "unchanged (no client role)",
+            d->tls ? "rescanned" : "none (no tls listener)");
+out:
+    sd_notify(0, "READY=1");
+    zh_config_free(&nc);
+    zh_buf_free(&err);
+    zh_buf_free(&fixed);
+    zh_config_strlist_free(&warnings);
+}
+
 static void run_until_signal(struct daemon *d, const sigset_t *sigs)
 {
-    int sig = wait_signal(sigs, -1);
+    int sig;
+    while ((sig = wait_signal(sigs, -1)) == SIGHUP)
+        reload(d);
     zh_info("%s received: shutting down (timeout %lld ms)", strsignal(sig),
             (long long)d->cfg.shutdown_timeout_ms);
     sd_notify(0, "STOPPING=1");
@@ -538,6 +781,8 @@ int main(int argc, char **argv)
     struct zh_buf err = {0};
     struct zh_config_strlist warnings = {0};
     zh_config_init(&d.cfg);
+    d.argc = argc;
+    d.argv = argv;
     int rc = zh_config_parse_args(&d.cfg, argc, argv, &warnings, &err);
     if (rc == ZH_CONFIG_HELP) {
         zh_config_usage(stdout);

@@ -29,6 +29,10 @@ struct zh_worker {
     struct zh_timer idle_timer; /* while draining: re-check whether anything is still in flight */
     atomic_int cmd;
     atomic_bool idle;
+    _Atomic(const struct zh_worker_reload *) reload; /* pending reload, taken by ctl_cb */
+    atomic_uint reload_seq;                          /* seq of the pending reload */
+    atomic_uint reload_done;                         /* seq of the last applied reload */
+    atomic_bool exited;
     struct zh_client *client;
     struct zh_server *server;
     pthread_t thread;
@@ -97,6 +101,14 @@ static void ctl_cb(struct zh_io *io, uint32_t revents, void *data)
     uint64_t v;
     while (read(w->ctl_fd, &v, sizeof(v)) < 0 && errno == EINTR)
         ;
+    const struct zh_worker_reload *r = atomic_exchange(&w->reload, NULL);
+    if (r) {
+        if (w->client)
+            zh_client_reload(w->client, r->policy, r->client_timeout_ms);
+        if (w->server && r->server)
+            zh_server_reload(w->server, r->server);
+        atomic_store(&w->reload_done, atomic_load(&w->reload_seq));
+    }
     int cmd = atomic_load(&w->cmd);
     if (cmd == CMD_DRAIN) {
         if (w->server)
@@ -132,6 +144,10 @@ struct zh_worker *zh_worker_new(const struct zh_worker_config *cfg)
     }
     atomic_init(&w->cmd, CMD_NONE);
     atomic_init(&w->idle, true);
+    atomic_init(&w->reload, NULL);
+    atomic_init(&w->reload_seq, 0);
+    atomic_init(&w->reload_done, 0);
+    atomic_init(&w->exited, false);
     w->port = zh_zport_new(cfg->bridge, cfg->index, w->loop);
     w->inbox = zh_zbridge_inbox(cfg->bridge, cfg->index);
     zh_io_init(&w->inbox_io, zh_chan_fd(w->inbox), inbox_cb, w);
@@ -157,6 +173,7 @@ static void *worker_main(void *arg)
         zh_error("worker %u: loop failed: %s", w->index, strerror(-r));
     zh_debug("worker %u stopped", w->index);
     atomic_store(&w->idle, true);
+    atomic_store(&w->exited, true);
     return NULL;
 }
 
@@ -180,6 +197,20 @@ static void send_cmd(struct zh_worker *w, int cmd)
     uint64_t one = 1;
     while (write(w->ctl_fd, &one, sizeof(one)) < 0 && errno == EINTR)
         ;
+}
+
+void zh_worker_reload(struct zh_worker *w, const struct zh_worker_reload *r, unsigned seq)
+{
+    atomic_store(&w->reload_seq, seq);
+    atomic_store(&w->reload, r);
+    uint64_t one = 1;
+    while (write(w->ctl_fd, &one, sizeof(one)) < 0 && errno == EINTR)
+        ;
+}
+
+bool zh_worker_reloaded(struct zh_worker *w, unsigned seq)
+{
+    return atomic_load(&w->reload_done) == seq || atomic_load(&w->exited) || !w->started;
 }
 
 void zh_worker_drain(struct zh_worker *w)

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "client/client.h"
 #include "server/server.h"
@@ -28,6 +29,22 @@ int zh_worker_start(struct zh_worker *w);
 
 /* The worker's server engine (NULL without the server role), for the listener thread's hand-off. */
 struct zh_server *zh_worker_server(struct zh_worker *w);
+
+/* What a SIGHUP reload hands to a worker. The main thread builds it, keeps it (and the policy it
+ * points to) alive until zh_worker_reloaded() says the worker took it, and only then frees what the
+ * worker used before. */
+struct zh_worker_reload {
+    const struct zh_policy *policy;        /* the client role's new policy */
+    uint32_t client_timeout_ms;            /* client inactivity timeout */
+    const struct zh_server_config *server; /* live server limits (zh_server_reload) */
+};
+
+/* Hand r to the worker (returns at once); the worker applies it between two events of its loop,
+ * so no session sees a half-applied change. seq numbers the reload. */
+void zh_worker_reload(struct zh_worker *w, const struct zh_worker_reload *r, unsigned seq);
+
+/* True once the worker applied reload seq (or has exited). */
+bool zh_worker_reloaded(struct zh_worker *w, unsigned seq);
 
 /* Ask the worker to stop taking new work and let what is in flight finish (returns at once). */
 void zh_worker_drain(struct zh_worker *w);

@@ -363,6 +363,14 @@ void zh_server_shutdown(struct zh_server *s, int cancel)
             zh_conn_shutdown(s->slots[i], cancel != 0);
 }
 
+void zh_server_reload(struct zh_server *s, const struct zh_server_config *cfg)
+{
+    s->cfg.head_timeout_ms = cfg->head_timeout_ms;
+    s->cfg.req_timeout_ms = cfg->req_timeout_ms;
+    s->cfg.stream_timeout_ms = cfg->stream_timeout_ms;
+    s->cfg.handler_wait_ms = cfg->handler_wait_ms;
+}
+
 size_t zh_server_active(const struct zh_server *s)
 {
     return s->active;

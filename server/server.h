@@ -117,6 +117,10 @@ void zh_server_shutdown(struct zh_server *s, int cancel);
 /* Requests in flight (sessions not yet answered in full). */
 size_t zh_server_active(const struct zh_server *s);
 
+/* Take the request limits that change live on SIGHUP from cfg (on the worker's thread): the head,
+ * req and stream timeouts and the handler wait. Connections meet them at their next deadline. */
+void zh_server_reload(struct zh_server *s, const struct zh_server_config *cfg);
+
 /* Free the engine and close what is left. */
 void zh_server_free(struct zh_server *s);
 
