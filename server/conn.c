@@ -561,6 +561,8 @@ void zh_conn_free(struct zh_conn *c)
     hs_done(c);
     zh_chunkq_free(&c->out);
     zh_zmsg_free(c->tail_msg);
+    zh_wsd_free(&c->wsd);
+    zh_buf_free(&c->ws_pend);
     zh_stream_close(&c->st);
     zh_free(c->in);
     zh_free(c);

@@ -18,6 +18,7 @@
 #include "shared/proto/http1.h"
 #include "shared/proto/session.h"
 #include "shared/proto/ws.h"
+#include "shared/proto/wsdeflate.h"
 #include "shared/proto/zhttp.h"
 #include "shared/rt/chunkq.h"
 #include "shared/rt/loop.h"
@@ -116,6 +117,17 @@ struct zh_conn {
     struct zh_ws_parser ws_in;     /* client frames */
     struct zh_ws_sender ws_out;    /* the handler's messages: opcodes for fragments */
     struct zh_ws_utf8 ws_out_utf8; /* the handler's text so far */
+    /* permessage-deflate (--compression) */
+    bool ws_deflate;  /* negotiated */
+    char ws_ext[128]; /* our Sec-WebSocket-Extensions answer */
+    struct zh_wsd_params ws_dparams;
+    struct zh_wsd wsd;
+    struct zh_ws_utf8 ws_in_utf8; /* inflated client text so far */
+    struct zh_buf ws_pend;        /* inflated client bytes not yet sent to the handler */
+    size_t ws_pend_off;
+    uint8_t ws_pend_type; /* their message's type */
+    bool ws_pend_end;     /* the message ends with them (a last packet is owed) */
+    bool ws_out_first;    /* the next handler frame starts a message (RSV1 goes on it) */
 };
 
 struct zh_server {

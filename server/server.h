@@ -65,6 +65,7 @@ struct zh_server_config {
     uint64_t ws_max_message;         /* WebSocket: client message size limit (1009 beyond) */
     uint32_t ws_close_timeout_ms;    /* WebSocket: the client's close is due within this */
     bool ws_auto_pong;               /* WebSocket: answer client pings ourselves */
+    bool ws_compression;             /* WebSocket: accept permessage-deflate offers */
     uint32_t ws_ping_interval_ms;    /* WebSocket: ping clients idle this long (0 = off) */
     struct zh_server_limits *limits; /* shared; must outlive every engine */
     struct zh_tls_store *tls;        /* identities for TLS listeners (shared), NULL = none */

@@ -55,6 +55,27 @@ int zh_wsmode_check(struct zh_conn *c, const struct zh_http1_header *hdrs, size_
         return 400;
     }
     zh_ws_accept(k->value.p, k->value.len, c->ws_accept);
+    c->ws_deflate = false;
+    if (c->s->cfg.ws_compression) {
+        struct zh_buf offers = {0}, resp = {0};
+        for (size_t i = 0; i < nh; i++) {
+            if (!name_is(hdrs[i].name.p, hdrs[i].name.len, "Sec-WebSocket-Extensions"))
+                continue;
+            if (offers.len)
+                zh_buf_puts(&offers, ", ");
+            zh_buf_append(&offers, hdrs[i].value.p, hdrs[i].value.len);
+        }
+        if (offers.len &&
+            zh_wsd_server_negotiate((const char *)offers.data, offers.len, &c->ws_dparams, &resp) ==
+                1 &&
+            resp.len < sizeof(c->ws_ext)) {
+            memcpy(c->ws_ext, resp.data, resp.len);
+            c->ws_ext[resp.len] = '\0';
+            c->ws_deflate = true;
+        }
+        zh_buf_free(&offers);
+        zh_buf_free(&resp);
+    }
     return 0;
 }
 
@@ -67,7 +88,7 @@ void zh_wsmode_start(struct zh_conn *c, const struct zh_http1_header *hdrs, size
     c->ws_ping_ms = 0;
     memset(&c->ws_out, 0, sizeof(c->ws_out));
     memset(&c->ws_out_utf8, 0, sizeof(c->ws_out_utf8));
-    zh_ws_parser_init(&c->ws_in, true, false, c->s->cfg.ws_max_message);
+    zh_ws_parser_init(&c->ws_in, true, c->ws_deflate, c->s->cfg.ws_max_message);
     struct zh_zhttp_packet *p = zh_handler_packet(c);
     struct zh_buf uri = {0};
     zh_input_request_fields(c, p, hdrs, nh, f, &uri);
@@ -84,10 +105,11 @@ void zh_wsmode_start(struct zh_conn *c, const struct zh_http1_header *hdrs, size
 
 #define KEEPALIVE_PING "zhttpd-keepalive" /* payload of our --ws-ping-interval pings */
 
-static void queue_frame(struct zh_conn *c, bool fin, uint8_t opcode, const void *p, size_t n)
+static void queue_frame_rsv(struct zh_conn *c, bool fin, uint8_t opcode, bool rsv1, const void *p,
+                            size_t n)
 {
     uint8_t h[ZH_WS_MAX_HEAD];
-    size_t hl = zh_ws_head(h, fin, opcode, false, n, NULL);
+    size_t hl = zh_ws_head(h, fin, opcode, rsv1, n, NULL);
     zh_conn__queue(c, h, hl);
     if (n)
         zh_conn__queue(c, p, n);
@@ -101,6 +123,11 @@ static void queue_close(struct zh_conn *c, unsigned code, const char *reason)
     zh_buf_free(&b);
     c->ws_close_sent = true;
     c->ws_close_ms = zh_conn__now(c);
+}
+
+static void queue_frame(struct zh_conn *c, bool fin, uint8_t opcode, const void *p, size_t n)
+{
+    queue_frame_rsv(c, fin, opcode, false, p, n);
 }
 
 /* We end the WebSocket connection ourselves: close frame with code, then close after it. */
@@ -145,6 +172,13 @@ static void accept_upgrade(struct zh_conn *c, const struct zh_zhttp_packet *p)
     zh_buf_printf(&b,
                   "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n",
                   c->ws_accept);
+    if (c->ws_deflate) {
+        if (zh_wsd_init(&c->wsd, &c->ws_dparams, true) == 0)
+            zh_buf_printf(&b, "Sec-WebSocket-Extensions: %s\r\n", c->ws_ext);
+        else
+            c->ws_deflate = false; /* not reached: negotiation declines what zlib can't do */
+        c->ws_in.allow_rsv1 = c->ws_deflate;
+    }
     for (size_t i = 0; i < p->n_headers; i++) {
         struct zh_span n = p->headers[i].name, v = p->headers[i].value;
         if (own_header(n) || memchr(v.p, '\r', v.n) || memchr(v.p, '\n', v.n) ||
@@ -174,6 +208,26 @@ static void reject_upgrade(struct zh_conn *c, const struct zh_zhttp_packet *p)
         return;
     }
     zh_response_body(c, p->body, false);
+}
+
+/* Write one piece of a handler message (compressed when negotiated; RSV1 on a message's first
+ * frame only). */
+static void emit(struct zh_conn *c, uint8_t type, const uint8_t *p, size_t n, bool more)
+{
+    bool first = !zh_ws_sender_in_message(&c->ws_out);
+    uint8_t op = zh_ws_sender_next(&c->ws_out, type, more);
+    if (!c->ws_deflate) {
+        queue_frame(c, !more, op, p, n);
+        return;
+    }
+    struct zh_buf z = {0};
+    if (zh_wsd_deflate(&c->wsd, p, n, !more, &z) < 0) {
+        zh_buf_free(&z);
+        fail_ws(c, ZH_WS_CLOSE_INTERNAL, NULL);
+        return;
+    }
+    queue_frame_rsv(c, !more, op, first, z.data, z.len);
+    zh_buf_free(&z);
 }
 
 static bool is_binary(const struct zh_zhttp_packet *p)
@@ -213,13 +267,10 @@ static void from_handler(struct zh_conn *c, const struct zh_zhttp_packet *p)
             if (!zh_ws_sender_in_message(&c->ws_out))
                 return;
             /* Inside a message: end it as it was, the bad piece left out. */
-            more = false;
-            queue_frame(c, true, ZH_WS_CONT, NULL, 0);
-            zh_ws_sender_next(&c->ws_out, type, false);
+            emit(c, type, NULL, 0, false);
             break;
         }
-        uint8_t op = zh_ws_sender_next(&c->ws_out, type, more);
-        queue_frame(c, !more, op, p->body.p, p->body.n);
+        emit(c, type, p->body.p, p->body.n, more);
         break;
     }
     case ZH_ZHTTP_CLOSE: {
@@ -344,10 +395,90 @@ void zh_wsmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p,
 
 /* ---- from the client ---- */
 
+static void send_data(struct zh_conn *c, uint8_t type, const uint8_t *d, size_t n, bool more)
+{
+    struct zh_zhttp_packet *p = zh_handler_packet(c);
+    p->content_type = zh_span_str(type == ZH_WS_BINARY ? "binary" : "text");
+    p->body = (struct zh_span){d, n};
+    if (more) {
+        p->has |= ZH_ZF_MORE;
+        p->more = true;
+    }
+    zh_session_spend(&c->sess, n);
+    zh_handler_send(c, ZH_ZS_S_OUT_STREAM, p);
+}
+
+/* Inflated bytes go to the handler as its credits allow. Returns true when none are left. */
+static bool drain_pending(struct zh_conn *c)
+{
+    while (c->ws_pend_off < c->ws_pend.len || c->ws_pend_end) {
+        size_t avail = c->ws_pend.len - c->ws_pend_off;
+        int64_t cr = c->sess.send_credits;
+        size_t n = cr <= 0 ? 0 : ((uint64_t)cr < avail ? (size_t)cr : avail);
+        bool last = c->ws_pend_end && n == avail;
+        if (n == 0 && !last)
+            return false;
+        send_data(c, c->ws_pend_type, c->ws_pend.data + c->ws_pend_off, n, !last);
+        c->ws_pend_off += n;
+        if (last)
+            c->ws_pend_end = false;
+        if (c->ws_pend_off == c->ws_pend.len) {
+            zh_buf_reset(&c->ws_pend);
+            c->ws_pend_off = 0;
+        }
+    }
+    if (c->ws_pend.cap > 4 * c->s->cfg.buffer_size)
+        zh_buf_free(&c->ws_pend); /* don't keep a large message's memory */
+    return true;
+}
+
+/* A piece of a compressed message: inflate (bounded by --ws-max-message), check text, queue.
+ * Returns 0 or the close code to fail with. */
+static unsigned inflate_piece(struct zh_conn *c, const struct zh_ws_event *ev)
+{
+    if (ev->message_start) {
+        memset(&c->ws_in_utf8, 0, sizeof(c->ws_in_utf8));
+        c->ws_pend_type = ev->opcode;
+    }
+    size_t before = c->ws_pend.len;
+    int rc = zh_wsd_inflate(&c->wsd, ev->data, ev->len, ev->message_end, c->s->cfg.ws_max_message,
+                            &c->ws_pend);
+    if (rc == ZH_E_TOO_LARGE) {
+        zh_info("session %.*s: compressed message inflates beyond --ws-max-message: closing with "
+                "1009",
+                (int)c->id_len, c->id);
+        return ZH_WS_CLOSE_TOO_BIG;
+    }
+    if (rc < 0) {
+        zh_info("session %.*s: corrupt compressed data: closing with 1007", (int)c->id_len, c->id);
+        return ZH_WS_CLOSE_BAD_DATA;
+    }
+    if (ev->opcode == ZH_WS_TEXT &&
+        (zh_ws_utf8_feed(&c->ws_in_utf8, c->ws_pend.data + before, c->ws_pend.len - before) < 0 ||
+         (ev->message_end && !zh_ws_utf8_done(&c->ws_in_utf8)))) {
+        zh_info("session %.*s: compressed text is not UTF-8: closing with 1007", (int)c->id_len,
+                c->id);
+        return ZH_WS_CLOSE_BAD_DATA;
+    }
+    if (ev->message_end)
+        c->ws_pend_end = true;
+    return 0;
+}
+
 /* Send a packet for a parsed event; returns false if the connection ended. */
 static bool to_handler(struct zh_conn *c, const struct zh_ws_event *ev)
 {
     struct zh_zhttp_packet *p;
+    if (ev->kind == ZH_WS_EV_DATA && ev->compressed) {
+        unsigned code = inflate_piece(c, ev);
+        if (code) {
+            c->in_len = 0;
+            fail_ws(c, code, NULL);
+            return false;
+        }
+        drain_pending(c);
+        return true;
+    }
     if (ev->kind == ZH_WS_EV_DATA) {
         p = zh_handler_packet(c);
         p->content_type = zh_span_str(ev->opcode == ZH_WS_BINARY ? "binary" : "text");
@@ -400,8 +531,10 @@ static bool to_handler(struct zh_conn *c, const struct zh_ws_event *ev)
 void zh_wsmode_pump(struct zh_conn *c)
 {
     size_t off = 0;
-    while (c->state == ZH_CONN_WS && !c->ws_close_rcvd && off < c->in_len) {
+    while (c->state == ZH_CONN_WS && !c->ws_close_rcvd) {
         if (!c->has_session || !c->sess.peer_len || c->sess.state != ZH_SESS_ACTIVE)
+            break;
+        if (!drain_pending(c) || off >= c->in_len)
             break;
         int64_t cr = c->sess.send_credits;
         c->ws_in.piece_limit = cr > 0 ? (uint64_t)cr : 0;
@@ -423,7 +556,7 @@ void zh_wsmode_pump(struct zh_conn *c)
         if (!to_handler(c, &ev))
             break;
     }
-    if (c->state != ZH_CONN_CLOSED && off)
+    if (c->state == ZH_CONN_WS && off)
         zh_input_consume(c, off);
     if (c->ws_close_rcvd && c->state == ZH_CONN_WS)
         c->in_len = 0; /* nothing after a close frame counts */

@@ -627,3 +627,137 @@ def test_wss_on_tls_listener_with_sni(tmp_path, zctx):
     finally:
         h.close()
         d.stop()
+
+
+# ---- permessage-deflate (--compression) ----
+
+@pytest.fixture(scope="module")
+def dserver(tmp_path_factory, zctx):
+    rundir = tmp_path_factory.mktemp("ws-deflate")
+    srv = start_server("zhttpd", rundir, workers=1,
+                       extra=["--compression", "--ws-max-message", "200000"])
+    h = WsEcho(zctx, srv.base, ident=b"ws-deflate")
+    h.start()
+    yield srv, h
+    h.close()
+    srv.stop()
+
+
+def deflate_factory(**kw):
+    from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+    return ClientPerMessageDeflateFactory(**kw)
+
+
+OFFERS = [
+    # (client factory arguments, negotiated?, what the response must say)
+    ({}, True, dict(remote_no_context_takeover=False, local_no_context_takeover=False)),
+    ({"client_max_window_bits": True}, True, {}),
+    ({"server_no_context_takeover": True}, True, dict(remote_no_context_takeover=True)),
+    ({"client_no_context_takeover": True}, True, dict(local_no_context_takeover=True)),
+    ({"server_max_window_bits": 10}, True, dict(remote_max_window_bits=10)),
+    ({"client_max_window_bits": 9}, True, {}),
+    ({"server_no_context_takeover": True, "client_no_context_takeover": True,
+      "server_max_window_bits": 12, "client_max_window_bits": 11}, True,
+     dict(remote_no_context_takeover=True, local_no_context_takeover=True,
+          remote_max_window_bits=12)),
+    # zlib cannot raw-deflate with an 8-bit window: declined, the connection goes on uncompressed
+    ({"server_max_window_bits": 8}, False, {}),
+]
+
+
+@pytest.mark.parametrize("kw,negotiated,want", OFFERS, ids=[str(o[0]) for o in OFFERS])
+def test_deflate_negotiation_and_echo(dserver, kw, negotiated, want):
+    srv, h = dserver
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/z",
+                                      extensions=[deflate_factory(**kw)], compression=None,
+                                      max_size=2 ** 20) as ws:
+            exts = ws.extensions
+            text = ("compressible text \u20ac " * 5000)
+            for _ in range(3):  # context takeover (or not) across messages
+                await ws.send(text)
+                assert await ws.recv() == text
+            await ws.send([b"frag" * 1000, b"ment" * 1000, b""])
+            assert await ws.recv() == b"frag" * 1000 + b"ment" * 1000
+            await ws.send(b"")
+            assert await ws.recv() == b""
+            return exts
+
+    exts = run(go())
+    if not negotiated:
+        assert exts == []
+        return
+    assert len(exts) == 1 and exts[0].name == "permessage-deflate"
+    for k, v in want.items():
+        assert getattr(exts[0], k) == v, (k, getattr(exts[0], k))
+
+
+def test_no_compression_without_the_flag(zserver):
+    srv, h = zserver
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/z") as ws:
+            await ws.send("x")
+            assert await ws.recv() == "x"
+            return ws.extensions
+
+    assert run(go()) == []
+
+
+def raw_deflate(data):
+    import zlib
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
+    assert out.endswith(b"\x00\x00\xff\xff")
+    return out[:-4]
+
+
+def deflate_handshake(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /raw HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + KEY + b"\r\n"
+              b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        assert d, buf
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    assert b"\r\nSec-WebSocket-Extensions: permessage-deflate\r\n" in head + b"\r\n", head
+    return s, rest
+
+
+@pytest.mark.parametrize("what,payload,code", [
+    ("a bomb: 10 MB of zeros in ~10 KB", raw_deflate(b"\0" * 10_000_000), 1009),
+    ("compressed text that is not UTF-8", raw_deflate(b"ok \xff"), 1007),
+    ("corrupt deflate data", b"\xff\xff\xff\xff", 1007),
+])
+def test_deflate_bad_input(dserver, what, payload, code):
+    srv, h = dserver
+    s, rest = deflate_handshake(srv.port)
+    assert len(payload) < 20000
+    s.sendall(frame(0xC1, payload))
+    assert read_close(s, rest) == code, what
+    s.close()
+    assert "ERROR: AddressSanitizer" not in srv.log()
+
+
+def test_deflate_on_the_wire(dserver):
+    """Both directions really compress: our echo of a compressed message is an RSV1 frame that
+    inflates to the message."""
+    import zlib
+    srv, h = dserver
+    s, rest = deflate_handshake(srv.port)
+    msg = b"hello hello hello hello"
+    s.sendall(frame(0xC1, raw_deflate(msg)))
+    s.settimeout(5)
+    buf = rest
+    while len(buf) < 2 or len(buf) < 2 + (buf[1] & 0x7F):
+        buf += s.recv(4096)
+    assert buf[0] == 0xC1, buf  # FIN + RSV1 + text
+    n = buf[1] & 0x7F
+    d = zlib.decompressobj(-15)
+    assert d.decompress(buf[2:2 + n] + b"\x00\x00\xff\xff") == msg
+    assert n < len(msg)
+    s.close()
