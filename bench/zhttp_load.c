@@ -149,18 +149,13 @@ int main(int argc, char **argv)
     size_t body_len = 0;
     long inflight = 10;
     double duration = 5, warmup = 1, req_timeout = 5;
-    static const struct option opts[] = {{"endpoint", required_argument, 0, 'e'},
-                                         {"url", required_argument, 0, 'u'},
-                                         {"body", required_argument, 0, 'b'},
-                                         {"body-file", required_argument, 0, 'f'},
-                                         {"inflight", required_argument, 0, 'n'},
-                                         {"duration", required_argument, 0, 'd'},
-                                         {"warmup", required_argument, 0, 'w'},
-                                         {"req-timeout", required_argument, 0, 't'},
-                                         {"stream-in", required_argument, 0, 'i'},
-                                         {"stream-out", required_argument, 0, 'o'},
-                                         {"ignore-policies", no_argument, 0, 'p'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"endpoint", required_argument, 0, 'e'},  {"url", required_argument, 0, 'u'},
+        {"body", required_argument, 0, 'b'},      {"body-file", required_argument, 0, 'f'},
+        {"inflight", required_argument, 0, 'n'},  {"duration", required_argument, 0, 'd'},
+        {"warmup", required_argument, 0, 'w'},    {"req-timeout", required_argument, 0, 't'},
+        {"stream-in", required_argument, 0, 'i'}, {"stream-out", required_argument, 0, 'o'},
+        {"ignore-policies", no_argument, 0, 'p'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -330,8 +325,7 @@ int main(int argc, char **argv)
                             s->bad = 1;
                     }
                     if (tn_dict_get(&d, "body", &b) && b.type == ',') {
-                        if (s->got + b.len > body_len ||
-                            memcmp(b.data, body + s->got, b.len) != 0)
+                        if (s->got + b.len > body_len || memcmp(b.data, body + s->got, b.len) != 0)
                             s->bad = 1;
                         else
                             s->got += b.len;
