@@ -252,16 +252,10 @@ stats_format=tnetstring
             time.sleep(0.05)
 
     def _proxies(self):
-        """True once a GET goes all the way through: Pushpin's proxy connects its ZeroMQ sockets
-        to condure/zurl after they bind, and a request that comes before is closed unanswered."""
-        try:
-            c = self.conn(timeout=2)
-            c.request("GET", "/hello")
-            ok = c.getresponse().status == 200
-            c.close()
-            return ok
-        except (OSError, http.client.HTTPException):
-            return False
+        """True once a GET goes all the way through, and a Grip one through pushpin-handler too:
+        Pushpin's processes connect their ZeroMQ sockets to condure/zurl and to each other as
+        those bind, and a request that comes before is closed unanswered (or, for Grip, 500)."""
+        return pushpin_ready(self.http_port)
 
     @staticmethod
     def _port_open(port):
@@ -300,6 +294,24 @@ stats_format=tnetstring
 
     def conn(self, timeout=15):
         return http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+
+
+def pushpin_ready(port):
+    """A plain GET and a Grip next-link GET (proxy -> handler -> zurl) through Pushpin on port
+    both answer as they should."""
+    try:
+        for path, want in (("/hello", b"hello GET 0 e3b0c44298fc1c14\n"),
+                           ("/paged/2", b"page 2\npage 3\n")):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            r = c.getresponse()
+            ok = (r.status, r.read()) == (200, want)
+            c.close()
+            if not ok:
+                return False
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from conftest import build_dir, free_port
 from origin import Origin
 from srvkit import HttpConn, free_base_port, get
 from streamorigin import AioOrigin
-from test_70_pushpin import setup_origin
+from test_70_pushpin import pushpin_ready, setup_origin
 from zhttpd import SANITIZER_MARKERS, Zhttpd
 
 KEEPALIVE_MS = 200
@@ -422,7 +422,7 @@ stats_spec=ipc://{base}/run/stats
 
         def wait_ok(inst, timeout=15):
             deadline = time.monotonic() + timeout
-            while not get_ok(inst):
+            while not pushpin_ready(inst.http_port):
                 assert pp.poll() is None, (base / "pushpin.log").read_text()
                 assert time.monotonic() < deadline, (base / "pushpin.log").read_text()
                 time.sleep(0.1)
