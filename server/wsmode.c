@@ -491,14 +491,13 @@ static bool to_handler(struct zh_conn *c, const struct zh_ws_event *ev)
         zh_handler_send(c, ZH_ZS_S_OUT_STREAM, p);
         return true;
     }
+    if (ev->opcode == ZH_WS_PING && c->s->cfg.ws_auto_pong) {
+        if (!c->ws_close_sent)
+            queue_frame(c, true, ZH_WS_PONG, ev->data, ev->len);
+        return true;
+    }
     switch (ev->opcode) {
     case ZH_WS_PING:
-        if (c->s->cfg.ws_auto_pong) {
-            if (!c->ws_close_sent)
-                queue_frame(c, true, ZH_WS_PONG, ev->data, ev->len);
-            return true;
-        }
-        /* fall through */
     case ZH_WS_PONG:
         if (ev->opcode == ZH_WS_PONG && ev->len == sizeof(KEEPALIVE_PING) - 1 &&
             memcmp(ev->data, KEEPALIVE_PING, ev->len) == 0)

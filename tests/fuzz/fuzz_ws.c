@@ -1,7 +1,8 @@
 /* libFuzzer target for shared/proto/ws.c (the frame parser).
  *
  * Byte 0 picks the parser's configuration (masked or not, RSV1 allowed, a size limit); the rest is
- * a byte stream from the peer. It is parsed twice, all at once and one byte at a time, and the two
+ * a byte stream from the peer. It is parsed twice, all at once and one byte at a time with payload
+ * pieces capped (piece_limit, as the server role sets it to the handler's credits), and the two
  * must agree: the same payload bytes, messages, control frames, and the same close code on an
  * error. Events must point inside the input, and every error must carry a close code the RFC
  * allows us to send. Any broken promise aborts. */
@@ -30,7 +31,8 @@ struct result {
     unsigned code;
 };
 
-static void run(uint8_t cfg, const uint8_t *in, size_t len, size_t step, struct result *r)
+static void run(uint8_t cfg, const uint8_t *in, size_t len, size_t step, uint64_t piece,
+                struct result *r)
 {
     struct zh_ws_parser p;
     struct zh_buf buf = {0};
@@ -38,6 +40,7 @@ static void run(uint8_t cfg, const uint8_t *in, size_t len, size_t step, struct 
 
     memset(r, 0, sizeof(*r));
     zh_ws_parser_init(&p, cfg & 1, cfg & 2, (cfg & 4) ? 1000 : 0);
+    p.piece_limit = piece;
     while (fed < len) {
         size_t n = step && step < len - fed ? step : len - fed;
         zh_buf_append(&buf, in + fed, n);
@@ -61,6 +64,7 @@ static void run(uint8_t cfg, const uint8_t *in, size_t len, size_t step, struct 
             }
             off += (size_t)rc;
             if (ev.kind == ZH_WS_EV_DATA) {
+                check(ev.len <= piece);
                 check(ev.opcode == ZH_WS_TEXT || ev.opcode == ZH_WS_BINARY);
                 zh_buf_append(&r->payload, ev.data, ev.len);
                 if (ev.message_end) {
@@ -94,8 +98,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     struct result a, b;
-    run(data[0], data + 1, size - 1, 0, &a);
-    run(data[0], data + 1, size - 1, 1, &b);
+    run(data[0], data + 1, size - 1, 0, UINT64_MAX, &a);
+    /* One byte at a time, and payload pieces capped (as by a peer's credits) at 1..8 bytes. */
+    run(data[0], data + 1, size - 1, 1, (uint64_t)(data[0] >> 5) + 1, &b);
     check(a.rc == b.rc && a.code == b.code);
     if (a.rc == 0) {
         check(a.messages == b.messages && a.controls == b.controls);

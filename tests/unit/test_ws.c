@@ -459,6 +459,42 @@ static void test_prefixes(void **state)
     }
 }
 
+/* piece_limit caps each DATA event (the server role sets it to the handler's credits); 0 stops
+ * at the payload without consuming it. */
+static void test_piece_limit(void **state)
+{
+    (void)state;
+    struct zh_buf b = {0};
+    zh_ws_put_frame(&b, true, ZH_WS_BINARY, false, "abcdefghij", 10, KEY);
+    struct zh_ws_parser p;
+    zh_ws_parser_init(&p, true, false, 0);
+    assert_true(p.piece_limit == UINT64_MAX);
+    struct zh_ws_event ev;
+    uint8_t *d = b.data;
+    size_t left = b.len;
+    p.piece_limit = 0;
+    int rc = zh_ws_parse(&p, d, left, &ev);
+    assert_int_equal(rc, 6); /* the head only */
+    assert_int_equal(ev.kind, ZH_WS_EV_NONE);
+    d += rc;
+    left -= (size_t)rc;
+    assert_int_equal(zh_ws_parse(&p, d, left, &ev), 0);
+    p.piece_limit = 4;
+    const char *want[] = {"abcd", "efgh", "ij"};
+    for (int i = 0; i < 3; i++) {
+        rc = zh_ws_parse(&p, d, left, &ev);
+        assert_int_equal(rc, (int)strlen(want[i]));
+        assert_int_equal(ev.kind, ZH_WS_EV_DATA);
+        assert_memory_equal(ev.data, want[i], ev.len);
+        assert_int_equal(ev.frame_start, i == 0);
+        assert_int_equal(ev.message_end, i == 2);
+        d += rc;
+        left -= (size_t)rc;
+    }
+    assert_int_equal(left, 0);
+    zh_buf_free(&b);
+}
+
 static void test_writer(void **state)
 {
     (void)state;
@@ -546,6 +582,7 @@ int main(void)
         cmocka_unit_test(test_utf8_table),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_piece_limit),
         cmocka_unit_test(test_writer),
         cmocka_unit_test(test_handshake),
     };
