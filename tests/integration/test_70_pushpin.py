@@ -325,7 +325,12 @@ def pushpin(request, origin, tmp_path_factory):
     kind = request.param
     base = tmp_path_factory.mktemp("pp-" + kind.replace("+", "-"))
     p = Pushpin(kind, base, origin.port)
-    p.start()
+    try:
+        p.start()
+    except BaseException:
+        if p.proc is not None:
+            p.stop()  # ends the pushpin we started (and its children), then reports the failure
+        raise
     yield p
     text = p.stop()
     for marker in SANITIZER_MARKERS:

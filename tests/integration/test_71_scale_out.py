@@ -24,6 +24,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import zmq
 
 import tnetstring_py as tns
@@ -263,9 +264,25 @@ def client_until_both(pool, origin, n=8, timeout=5.0):
     return by
 
 
-def test_two_instances_one_pool(rundir, zctx):
-    a = Instance(rundir, "zA").start()
-    b = Instance(rundir, "zB").start()
+@pytest.fixture
+def instances(rundir):
+    """instances(iid) makes an Instance; whatever of them still runs at the end is stopped, even
+    when the test failed before its own cleanup."""
+    made = []
+
+    def make(iid):
+        made.append(Instance(rundir, iid))
+        return made[-1]
+
+    yield make
+    for i in made:
+        if i.d is not None and i.d.alive():
+            i.d.stop()
+
+
+def test_two_instances_one_pool(instances, zctx):
+    a = instances("zA").start()
+    b = instances("zB").start()
     pool = Pool(zctx, [a, b])
     figures = {}
     try:
@@ -351,13 +368,13 @@ def test_two_instances_one_pool(rundir, zctx):
                 i.d.stop()
 
 
-def test_pushpin_as_the_pool_of_two_instances(rundir, tmp_path):
+def test_pushpin_as_the_pool_of_two_instances(instances, rundir, tmp_path):
     """The same recipe with Pushpin 1.36 as the handler: its runner starts only zurl (zhttpd),
     pushpin-proxy and pushpin-handler, whose condure_* specs list both instances' tcp endpoints
     (the two zhttpd instances are started by the test, as on two machines). Proxied GETs on either
     listener are answered; one publish reaches a Grip stream held on each instance; zA killed, zB
     goes on; zA restarted with the same id is used again by the same Pushpin."""
-    a, b = Instance(rundir, "zA"), Instance(rundir, "zB")
+    a, b = instances("zA"), instances("zB")
     for i in (a, b):  # server role only, as condure would run
         i.d = Zhttpd(["--id", i.iid, "--workers", "1", "--listen", f"127.0.0.1:{i.http_port}",
                       "--zclient-stream", f"tcp://127.0.0.1:{i.sbase}"], rundir, name=f"pp-{i.iid}")
