@@ -8,6 +8,7 @@
 #include "shared/proto/mem.h"
 #include "shared/proto/tnetstring.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 #include "shared/rt/zroute.h"
 
 #define QUEUE_MAX       1024                  /* requests waiting for a slot, per worker */
@@ -60,6 +61,8 @@ struct csess {
     uint64_t deadline;      /* `timeout` field: session-timeout at this time (0 = none) */
     uint64_t active_at;     /* last activity of the exchange, for the inactivity limit */
     int64_t upload_credits; /* request body bytes the requester may still send */
+    uint64_t started_at;    /* for the duration metrics */
+    int code;               /* response status, once the head was sent */
 };
 
 struct zh_client {
@@ -224,6 +227,17 @@ static struct zh_zhttp_packet *reply(struct zh_client *c, enum zh_zhttp_type typ
 static void send_pkt(struct csess *s, struct zh_zhttp_packet *p)
 {
     struct zh_client *c = s->c;
+    if (p->type == ZH_ZHTTP_ERROR) {
+        char cond[64];
+        size_t n = p->condition.n < sizeof(cond) - 1 ? p->condition.n : sizeof(cond) - 1;
+        if (n)
+            memcpy(cond, p->condition.p, n);
+        cond[n] = '\0';
+        zh_metric_inc(ZH_M_C_ERROR);
+        zh_metric_condition(cond);
+    } else if (p->type == ZH_ZHTTP_CANCEL) {
+        zh_metric_inc(ZH_M_C_CANCEL);
+    }
     if (s->quiet)
         return;
     if (s->user_data.len)
@@ -265,6 +279,10 @@ static void send_direct(struct zh_client *c, bool json, struct zh_span to, struc
     p->ids[0].has_seq = seq0;
     if (condition)
         p->condition = zh_span_str(condition);
+    if (type == ZH_ZHTTP_ERROR) {
+        zh_metric_inc(ZH_M_C_ERROR);
+        zh_metric_condition(condition);
+    }
     if (user_data.n)
         p->user_data = user_data;
     send_to(c, to, false, encode(c, p, json));
@@ -282,6 +300,8 @@ static void send_req_error(struct zh_client *c, const struct zh_zmsg *req, uint3
     }
     p->condition = zh_span_str(condition);
     p->user_data = user_data;
+    zh_metric_inc(ZH_M_C_ERROR);
+    zh_metric_condition(condition);
     struct zh_span payload = encode(c, p, json);
     struct zh_zmsg *m = zh_zmsg_new(ZH_ZS_C_REQ, payload.n + 256);
     for (uint32_t i = 0; i < env_frames; i++) {
@@ -324,6 +344,9 @@ static void end_session(struct csess *s)
     if (s->state == CS_QUEUED)
         queue_remove(c, s);
     set_state(s, CS_CLOSED);
+    zh_metric_inc(ZH_M_C_SESS_CLOSE);
+    if (s->req)
+        zh_metric_add(ZH_M_C_BYTES_IN, zh_request_received(s->req));
     zh_session_close(&s->ss);
     table_remove(c, s);
     zh_loop_timer_stop(c->loop, &s->timer);
@@ -393,6 +416,7 @@ static void fail(struct csess *s, const char *condition)
 static void grant_upload_credits(struct csess *s)
 {
     uint64_t sent = zh_request_take_sent(s->req);
+    zh_metric_add(ZH_M_C_BYTES_OUT, sent);
     if (!sent || s->req_mode)
         return;
     /* Credits for the request body go back once curl has taken the bytes (Zurl: bytes written
@@ -413,6 +437,8 @@ static void send_data(struct csess *s, size_t n, bool last)
     if (s->state != CS_RESPONDING) {
         zh_request_fill_head(s->req, p);
         set_state(s, CS_RESPONDING);
+        s->code = (int)p->code;
+        zh_metric_observe(ZH_MH_C_FIRST_BYTE, zh_loop_now(s->c->loop) - s->started_at);
     }
     struct zh_span body = zh_request_peek(s->req);
     p->body.p = body.p;
@@ -427,6 +453,8 @@ static void send_data(struct csess *s, size_t n, bool last)
 
 static void finish_ok(struct csess *s)
 {
+    zh_metric_status(ZH_M_C_RESP_1, s->code);
+    zh_metric_observe(ZH_MH_C_TOTAL, zh_loop_now(s->c->loop) - s->started_at);
     zh_debug("session %s/%s: %s %s done, %llu body bytes", s->from, s->id,
              zh_request_method(s->req), zh_request_url(s->req),
              (unsigned long long)zh_request_received(s->req));
@@ -674,6 +702,8 @@ static struct csess *session_new(struct zh_client *c)
         c->all->aprev = s;
     c->all = s;
     c->n_sess++;
+    s->started_at = zh_loop_now(c->loop);
+    zh_metric_inc(ZH_M_C_SESS_OPEN);
     return s;
 }
 
@@ -945,6 +975,8 @@ static void apply(struct csess *s, const struct zh_zhttp_packet *pkt, const stru
     case ZH_SV_TERMINAL:
         zh_info("session %s/%s: %s from the requester", s->from, s->id,
                 zh_zhttp_type_name(pkt->type));
+        if (pkt->type == ZH_ZHTTP_CANCEL)
+            zh_metric_inc(ZH_M_C_CANCEL);
         end_session(s);
         return;
     case ZH_SV_SEQ_ERROR:

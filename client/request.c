@@ -14,6 +14,7 @@
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 
 #define POOL_MAX         64         /* idle easy handles kept per worker */
 #define REQ_POOL_MAX     64         /* freed requests kept per worker, with their small buffers */
@@ -471,7 +472,8 @@ static curl_socket_t opensocket_cb(void *data, curlsocktype purpose, struct curl
             memcpy(&u, &a->addr, a->addrlen < sizeof(u) ? a->addrlen : sizeof(u));
             zh_info("request %s %s: address %s of %s denied: %s", r->method, r->url,
                     zh_sockaddr_str(&u, txt, sizeof(txt)), r->target, why ? why : "policy");
-            r->sock_denied++;
+            if (r->sock_denied++ == 0)
+                zh_metric_inc(ZH_M_C_DENY_ADDR);
             return CURL_SOCKET_BAD;
         }
     }
@@ -597,6 +599,7 @@ static void resolved_cb(struct zh_resolve_req *req, int status, const union zh_s
         zh_buf_free(&e);
         zh_info("request %s %s: policy-violation: no address of %s is allowed", r->method, r->url,
                 r->target);
+        zh_metric_inc(ZH_M_C_DENY_ADDR);
         raise_done(r, "policy-violation");
         return;
     }
@@ -651,6 +654,7 @@ static void start_hop(struct zh_request *r)
             denied = r->conn_host;
     }
     if (denied) {
+        zh_metric_inc(ZH_M_C_DENY_NAME);
         zh_info("request %s %s: policy-violation: %s: %s", r->method, r->url, denied,
                 why ? why : "denied");
         curl_free(host);

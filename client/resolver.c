@@ -12,6 +12,7 @@
 
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 
 #define DEFAULT_CACHE_MAX  1024
 #define DEFAULT_TTL_MIN_S  1
@@ -532,6 +533,8 @@ static void addrinfo_cb(void *arg, int status, int timeouts, struct ares_addrinf
     while (lk->waiters) {
         struct zh_resolve_req *q = lk->waiters;
         lk->waiters = q->next;
+        if (st < 0)
+            zh_metric_inc(ZH_M_C_DNS_FAIL);
         finish_req(r, q, st, addrs, n);
     }
     lookup_free(r, lk);
@@ -613,6 +616,9 @@ struct zh_resolve_req *zh_resolver_resolve(struct zh_resolver *r, const char *ho
     struct centry *e = cache_find(r, name, h);
     if (e && e->expires > zh_loop_now(r->loop)) {
         r->cache_hits++;
+        zh_metric_inc(ZH_M_C_DNS_HIT);
+        if (e->status < 0)
+            zh_metric_inc(ZH_M_C_DNS_FAIL);
         lru_unlink(r, e);
         lru_push_front(r, e);
         finish_req(r, q, e->status, e->addrs, e->count);
@@ -620,6 +626,7 @@ struct zh_resolve_req *zh_resolver_resolve(struct zh_resolver *r, const char *ho
     }
     if (e)
         cache_remove(r, e);
+    zh_metric_inc(ZH_M_C_DNS_MISS);
 
     /* Join a lookup of the same name already in flight. */
     struct lookup *lk;

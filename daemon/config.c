@@ -72,6 +72,7 @@ struct opt {
 
 static int check_spec(const char *v, struct zh_buf *why);
 static int check_dns_server(const char *v, struct zh_buf *why);
+static int check_metrics(const char *v, struct zh_buf *why);
 
 #define OFF(field) offsetof(struct zh_config, field)
 
@@ -102,6 +103,9 @@ static const struct opt opts[] = {
      "Zurl's name for id (empty = default)", NULL},
     {"workers", "workers", SEC_BOTH, T_INT, G_GENERAL, OFF(workers), 0, 1, ZH_CONFIG_WORKERS_MAX,
      NULL, "N", "Number of worker threads [default: number of online CPUs]", NULL},
+    {"metrics", "metrics", SEC_BOTH, T_STR, G_GENERAL, OFF(metrics), 0, 0, 0, NULL, "[ADDR:]PORT",
+     "Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR defaults to 127.0.0.1; "
+     "[::1]:PORT for IPv6) [default: off]", check_metrics},
     {"shutdown-timeout", "shutdown_timeout", SEC_BOTH, T_SEC, G_GENERAL, OFF(shutdown_timeout_ms),
      0, 0, SEC_LIMIT, "10", "SECONDS",
      "On SIGTERM let sessions in flight finish this long, then cancel them (0 = at once)", NULL},
@@ -473,6 +477,46 @@ static int check_dns_server(const char *v, struct zh_buf *why)
         ok = false;
     if (!ok) {
         zh_buf_puts(why, "expected a DNS server address: IP, IP:PORT or [IPv6]:PORT");
+        return -1;
+    }
+    return 0;
+}
+
+int zh_config_parse_metrics(const char *v, char *addr, size_t addr_size, int *port)
+{
+    const char *p = v;
+    const char *colon = strrchr(v, ':');
+    if (v[0] == '[') {
+        const char *close = strchr(v, ']');
+        size_t n = close ? (size_t)(close - v - 1) : 0;
+        if (!close || close[1] != ':' || n == 0 || n >= addr_size)
+            return -1;
+        memcpy(addr, v + 1, n);
+        addr[n] = '\0';
+        if (!is_ipv6(addr))
+            return -1;
+        p = close + 2;
+    } else if (colon) {
+        size_t n = (size_t)(colon - v);
+        if (n == 0 || n >= addr_size)
+            return -1;
+        memcpy(addr, v, n);
+        addr[n] = '\0';
+        if (!is_ipv4(addr))
+            return -1;
+        p = colon + 1;
+    } else {
+        snprintf(addr, addr_size, "127.0.0.1");
+    }
+    return parse_port(p, port);
+}
+
+static int check_metrics(const char *v, struct zh_buf *why)
+{
+    char addr[64];
+    int port;
+    if (zh_config_parse_metrics(v, addr, sizeof(addr), &port) < 0) {
+        zh_buf_puts(why, "expected [ADDR:]PORT with a numeric IPv4 address or [IPv6]");
         return -1;
     }
     return 0;

@@ -92,6 +92,10 @@ int zh_config_parse_listen(const char *value, struct zh_config_listen *out, stru
 /* Free the strings of a parsed listen value (the struct itself is the caller's). */
 void zh_config_listen_free(struct zh_config_listen *l);
 
+/* Split a --metrics value "[addr:]port" (IPv6 in brackets) into addr (default 127.0.0.1; size
+ * addr_size) and port. Returns 0, or -1 when it is not that shape. */
+int zh_config_parse_metrics(const char *value, char *addr, size_t addr_size, int *port);
+
 /* Check one allow/deny pattern with the policy's own grammar (zh_policy_check_pattern() in
  * client/policy.h: exact names/addresses, one `*`, subnets 10/8, 172.16/12, 10./8,
  * 10.0.0.0/255.0.0.0, IPv6/len), so what the config accepts is what the policy enforces. Returns
@@ -167,6 +171,7 @@ struct zh_config {
     int workers;                 /* worker threads, default = online CPUs (1..1024) */
     int64_t shutdown_timeout_ms; /* graceful drain on SIGTERM (10 s), 0 = cancel at once */
     char *config_file;           /* the --config path, NULL if none */
+    char *metrics;               /* --metrics [addr:]port, NULL = off */
     bool test_config;            /* -t / --test-config: check everything, bind nothing, exit */
     struct zh_config_client client;
     struct zh_config_server server;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "daemon/config.h"
+#include "daemon/scrape.h"
 #include "daemon/worker.h"
 #include "server/listener.h"
 #include "server/tls.h"
@@ -43,7 +44,9 @@ struct daemon {
     struct zh_tls_store *tls;        /* --tls-identities-dir, when a listener has tls */
     struct zh_policy *client_policy; /* outbound access policy, shared by the workers */
     struct zh_slots *client_slots;   /* max_open_requests, shared by the workers (NULL = none) */
-    int argc;                        /* the command line, parsed again on SIGHUP */
+    struct zh_metrics **metrics;     /* per worker, when --metrics is on */
+    struct zh_scrape *scrape;
+    int argc; /* the command line, parsed again on SIGHUP */
     char **argv;
     unsigned reload_seq;
     struct retired *retired; /* what a worker may still read after a reload timed out */
@@ -245,6 +248,7 @@ static int build_workers(struct daemon *d)
             .bridge = d->bridge,
             .client = client ? &d->client_cfg : NULL,
             .server = server ? &d->server_cfg : NULL,
+            .metrics = d->metrics ? d->metrics[i] : NULL,
         };
         d->workers[i] = zh_worker_new(&wc);
         if (!d->workers[i])
@@ -295,6 +299,28 @@ static int check_listeners(struct daemon *d, struct zh_buf *err)
     return 0;
 }
 
+/* --metrics: per-worker counters and the endpoint (bound here, before "ready"). */
+static int build_metrics(struct daemon *d, struct zh_buf *err)
+{
+    if (!d->cfg.metrics)
+        return 0;
+    char addr[64];
+    int port;
+    if (zh_config_parse_metrics(d->cfg.metrics, addr, sizeof(addr), &port) < 0) {
+        zh_buf_printf(err, "--metrics: bad value '%s'", d->cfg.metrics);
+        return -1;
+    }
+    d->metrics = zh_calloc(d->n_workers, sizeof(*d->metrics));
+    for (unsigned i = 0; i < d->n_workers; i++)
+        d->metrics[i] = zh_calloc(1, sizeof(*d->metrics[i]));
+    d->scrape = zh_scrape_new(addr, port, d->metrics, d->n_workers, d->bridge, err);
+    if (!d->scrape)
+        return -1;
+    zh_info("metrics: http://%s%s%s:%d/metrics", strchr(addr, ':') ? "[" : "", addr,
+            strchr(addr, ':') ? "]" : "", zh_scrape_port(d->scrape));
+    return 0;
+}
+
 static int build_listener(struct daemon *d, struct zh_buf *err)
 {
     const struct zh_config_server *sc = &d->cfg.server;
@@ -324,6 +350,8 @@ static int build_listener(struct daemon *d, struct zh_buf *err)
 
 static void teardown(struct daemon *d)
 {
+    zh_scrape_free(d->scrape);
+    d->scrape = NULL;
     zh_listener_free(d->listener);
     for (unsigned i = 0; d->workers && i < d->n_workers; i++)
         zh_worker_free(d->workers[i]);
@@ -340,6 +368,9 @@ static void teardown(struct daemon *d)
     zh_tls_store_free(d->tls);
     zh_free(d->workers);
     zh_free(d->servers);
+    for (unsigned i = 0; d->metrics && i < d->n_workers; i++)
+        zh_free(d->metrics[i]);
+    zh_free(d->metrics);
     zh_free(d->listen);
     for (int s = 0; s < ZH_ZS_COUNT; s++)
         zh_config_strlist_free(&d->specs[s]);
@@ -417,6 +448,7 @@ static void fixed_changes(const struct zh_config *o, const struct zh_config *n,
     FIX(same_str(o->id, n->id), "id");
     FIX(o->workers == n->workers, "workers");
     FIX(same_str(o->logfile, n->logfile), "logfile");
+    FIX(same_str(o->metrics, n->metrics), "metrics");
     FIX(same_str(oc->in_spec, nc->in_spec), "in_spec");
     FIX(same_str(oc->in_stream_spec, nc->in_stream_spec), "in_stream_spec");
     FIX(same_str(oc->out_spec, nc->out_spec), "out_spec");
@@ -852,8 +884,8 @@ int main(int argc, char **argv)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     build_engine_configs(&d);
     if (check_listeners(&d, &err) < 0 || build_client_policy(&d, &err) < 0 ||
-        build_client_slots(&d, &err) < 0 || build_bridge(&d, &err) < 0 || build_workers(&d) < 0 ||
-        build_listener(&d, &err) < 0) {
+        build_client_slots(&d, &err) < 0 || build_bridge(&d, &err) < 0 ||
+        build_metrics(&d, &err) < 0 || build_workers(&d) < 0 || build_listener(&d, &err) < 0) {
         zh_error("startup failed: %s", err.len ? zh_buf_cstr(&err) : "see above");
         teardown(&d);
         curl_global_cleanup();
@@ -867,6 +899,8 @@ int main(int argc, char **argv)
         r = zh_worker_start(d.workers[i]);
     if (r == 0 && d.listener)
         r = zh_listener_start(d.listener);
+    if (r == 0 && d.scrape)
+        r = zh_scrape_start(d.scrape);
     if (r < 0) {
         zh_error("startup failed: cannot start threads: %s", strerror(-r));
         teardown(&d);

@@ -35,6 +35,7 @@ struct zh_worker {
     atomic_bool exited;
     struct zh_client *client;
     struct zh_server *server;
+    struct zh_metrics *metrics;
     pthread_t thread;
     bool started;
 };
@@ -132,6 +133,7 @@ struct zh_worker *zh_worker_new(const struct zh_worker_config *cfg)
     w->index = cfg->index;
     snprintf(w->tag, sizeof(w->tag), "w%u", cfg->index);
     w->bridge = cfg->bridge;
+    w->metrics = cfg->metrics;
     w->loop = zh_loop_new();
     w->ctl_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (!w->loop || w->ctl_fd < 0) {
@@ -167,6 +169,7 @@ static void *worker_main(void *arg)
 {
     struct zh_worker *w = arg;
     zh_log_set_thread(w->tag);
+    zh_metrics_self = w->metrics;
     zh_debug("worker %u started", w->index);
     int r = zh_loop_run(w->loop);
     if (r < 0)

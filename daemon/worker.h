@@ -10,6 +10,7 @@
 
 #include "client/client.h"
 #include "server/server.h"
+#include "shared/rt/metrics.h"
 #include "shared/rt/zbridge.h"
 
 struct zh_worker;
@@ -19,6 +20,7 @@ struct zh_worker_config {
     struct zh_zbridge *bridge;
     const struct zh_client_config *client; /* NULL: no client role */
     const struct zh_server_config *server; /* NULL: no server role */
+    struct zh_metrics *metrics;            /* this worker's counters, NULL = none */
 };
 
 /* Create worker cfg->index (loop, engines, port) without starting its thread. NULL on failure. */

@@ -19,6 +19,7 @@
 
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 
 #define READ_BATCH 16
 #define CLOSING_LINGER_MS \
@@ -209,6 +210,8 @@ void zh_conn__flush(struct zh_conn *c)
 
 void zh_conn__response_done(struct zh_conn *c)
 {
+    if (c->has_session)
+        zh_metric_observe(ZH_MH_S_TOTAL, zh_conn__now(c) - c->sess_start_ms);
     zh_handler_session_end(c);
     if (!c->keep_alive || !c->body_done || c->s->closing) {
         zh_conn__set_state(c, ZH_CONN_CLOSING);
@@ -346,6 +349,8 @@ void zh_conn_close(struct zh_conn *c, const char *why)
         zh_handler_cancel(c); /* the client went away (or we gave up) mid-session */
     if (why)
         zh_debug("conn %u-%u closed: %s", c->s->worker, c->slot, why);
+    if (c->in_hs)
+        zh_metric_inc(ZH_M_S_TLS_FAIL); /* closed before its TLS handshake completed */
     zh_io_stop(c->s->loop, &c->io);
     zh_loop_timer_stop(c->s->loop, &c->timer);
     zh_loop_defer_cancel(c->s->loop, &c->read_defer);
@@ -558,6 +563,7 @@ void zh_conn_free(struct zh_conn *c)
     struct zh_server *s = c->s;
     enum zh_server_kind kind = c->req_mode ? ZH_SERVER_REQ : ZH_SERVER_STREAM;
     uint32_t slot = c->slot;
+    zh_metric_inc(ZH_M_S_CONN_CLOSE);
     hs_done(c);
     zh_chunkq_free(&c->out);
     zh_zmsg_free(c->tail_msg);
@@ -573,6 +579,7 @@ void zh_conn_new(struct zh_server *s, struct zh_accepted *a)
 {
     struct zh_conn *c = zh_calloc(1, sizeof(*c));
     c->s = s;
+    zh_metric_inc(ZH_M_S_CONN_OPEN);
     zh_server__slot_take(s, c);
     zh_stream_init(&c->st, a->fd);
     c->req_mode = a->req_mode;

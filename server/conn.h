@@ -68,6 +68,7 @@ struct zh_conn {
     uint64_t last_io_ms; /* last byte read from or written to the client */
     uint64_t req_deadline_ms; /* req mode: the handler must have answered by then */
     uint64_t closing_ms;      /* when closing began (the linger time counts from it) */
+    uint64_t sess_start_ms;   /* when the request went to the handler (duration metrics) */
     unsigned served;          /* requests started on this connection */
 
     /* input: one buffer, grown only for a large head or a req-mode body */

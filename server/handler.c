@@ -9,6 +9,7 @@
 
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 
 struct zh_zhttp_packet *zh_handler_packet(struct zh_conn *c)
 {
@@ -89,11 +90,14 @@ void zh_handler_session_end(struct zh_conn *c)
         return;
     c->has_session = false;
     c->s->active--;
+    zh_metric_inc(ZH_M_S_SESS_CLOSE);
     zh_session_close(&c->sess);
 }
 
 void zh_handler_cancel(struct zh_conn *c)
 {
+    if (c->has_session)
+        zh_metric_inc(ZH_M_S_CANCEL);
     zh_handler_send_simple(c, ZH_ZHTTP_CANCEL);
     zh_handler_session_end(c);
 }
@@ -108,6 +112,8 @@ void zh_handler_session_begin(struct zh_conn *c)
     zh_session_init(&c->sess, ZH_ROLE_SERVER, &s->cfg.params, zh_conn__now(c));
     c->has_session = true;
     s->active++;
+    c->sess_start_ms = zh_conn__now(c);
+    zh_metric_inc(ZH_M_S_SESS_OPEN);
     c->served++;
 }
 

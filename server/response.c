@@ -11,9 +11,11 @@
 
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 
 void zh_response_simple(struct zh_conn *c, int status, const char *text)
 {
+    zh_metric_status(ZH_M_S_RESP_1, status);
     zh_handler_session_end(c);
     c->keep_alive = false;
     if (c->tail_len) {
@@ -231,6 +233,9 @@ int zh_response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool mo
     zh_conn__queue(c, b.data, b.len);
     zh_buf_free(&b);
     zh_conn__set_state(c, ZH_CONN_RESPONSE);
+    zh_metric_status(ZH_M_S_RESP_1, code);
+    if (c->has_session)
+        zh_metric_observe(ZH_MH_S_FIRST_BYTE, zh_conn__now(c) - c->sess_start_ms);
     return 0;
 }
 
