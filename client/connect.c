@@ -233,11 +233,15 @@ static void done_cb(struct zh_defer *d, void *data)
     res.status = cn->status;
     res.condition = cn->status ? cn->condition : NULL;
     res.detail = cn->detail;
-    res.fd = cn->status ? -1 : cn->fd;
-    res.ssl = cn->status ? NULL : cn->ssl;
+    zh_stream_init(&res.stream, -1);
+    if (!cn->status) {
+        zh_stream_init(&res.stream, cn->fd);
+        if (cn->ssl && zh_stream_tls_attach(&res.stream, cn->ssl) == 0)
+            zh_stream_handshake(&res.stream); /* done already: only marks it established */
+    }
     if (cn->next > 0)
         res.peer = cn->addrs[cn->next - 1];
-    /* Ownership of fd and ssl moves to the callee (on failure they are closed already). The
+    /* Ownership of the stream moves to the callee (on failure they are closed already). The
      * connection leaves the context first, so the callback may even free the context. finish()
      * stopped the watcher and the timer, so nothing below touches the context again. */
     cn->fd = -1;
@@ -245,6 +249,14 @@ static void done_cb(struct zh_defer *d, void *data)
     conn_unlink(cn);
     cn->cb(cn, &res, cn->data);
     conn_release(cn);
+}
+
+void zh_connect_take(struct zh_connect_result *res, struct zh_stream *dst)
+{
+    *dst = res->stream;
+    if (zh_stream_ssl(dst))
+        SSL_set_app_data(zh_stream_ssl(dst), dst);
+    zh_stream_init(&res->stream, -1);
 }
 
 static bool is_ip_literal(const char *s)

@@ -27,6 +27,7 @@
 #include "client/resolver.h"
 #include "shared/proto/buf.h"
 #include "shared/rt/loop.h"
+#include "shared/rt/stream.h"
 
 /* The ZHTTP conditions this module reports (ZHTTP.md §6). */
 #define ZH_COND_POLICY_VIOLATION   "policy-violation"
@@ -72,23 +73,28 @@ struct zh_connect_params {
     unsigned alpn_len;
 };
 
-/* The outcome. On success (status 0) fd is a connected non-blocking socket and ssl (when tls) has
- * finished its handshake on it; both now belong to the callee (SSL_free then close). On failure
- * fd is -1, ssl NULL, condition one of the ZH_COND_* strings and detail a human-readable reason
- * for the log (valid during the callback only). peer is the address connected to or last tried. */
+/* The outcome. On success (status 0) stream is the connected transport (shared/rt/stream): a
+ * non-blocking socket and, with tls, the OpenSSL session whose handshake has finished on it; it now
+ * belongs to the callee (copy the struct, zh_stream_close() it when done; a TLS stream's SSL app
+ * data points at the stream, so re-attach after moving it: see zh_connect_take()). On failure
+ * stream.fd is -1 (nothing to close), condition one of the ZH_COND_* strings and detail a
+ * human-readable reason for the log (valid during the callback only). peer is the address
+ * connected to or last tried. */
 struct zh_connect_result {
     int status; /* 0, or a negative errno-style code */
     const char *condition;
     const char *detail;
-    int fd;
-    SSL *ssl;
+    struct zh_stream stream;
     union zh_sockaddr peer;
 };
+
+/* Move the result's stream into dst (owned by the caller from now on). */
+void zh_connect_take(struct zh_connect_result *res, struct zh_stream *dst);
 
 struct zh_connect;
 
 /* The request handle is invalid once the callback has started. */
-typedef void zh_connect_cb(struct zh_connect *cn, const struct zh_connect_result *res, void *data);
+typedef void zh_connect_cb(struct zh_connect *cn, struct zh_connect_result *res, void *data);
 
 /* Start a connection; the strings in params are copied. Returns the handle (never NULL; even
  * immediate failures are reported through cb from the loop). */

@@ -362,15 +362,16 @@ static struct outcome {
     int status;
     char condition[64];
     char detail[256];
-    int fd;
-    SSL *ssl;
+    int fd;   /* st.fd */
+    SSL *ssl; /* st's session */
+    struct zh_stream st;
     union zh_sockaddr peer;
     uint64_t at;
 } out[4];
 static int ncalled;
 static bool in_start;
 
-static void on_done(struct zh_connect *cn, const struct zh_connect_result *res, void *data)
+static void on_done(struct zh_connect *cn, struct zh_connect_result *res, void *data)
 {
     (void)cn;
     struct outcome *o = data;
@@ -380,17 +381,19 @@ static void on_done(struct zh_connect *cn, const struct zh_connect_result *res, 
     o->status = res->status;
     snprintf(o->condition, sizeof(o->condition), "%s", res->condition ? res->condition : "");
     snprintf(o->detail, sizeof(o->detail), "%s", res->detail ? res->detail : "");
-    o->fd = res->fd;
-    o->ssl = res->ssl;
+    zh_connect_take(res, &o->st);
+    o->fd = o->st.fd;
+    o->ssl = zh_stream_ssl(&o->st);
     o->peer = res->peer;
     o->at = zh_time_ms();
     if (res->status == 0) {
-        assert_true(res->fd >= 0);
+        assert_true(o->fd >= 0);
         assert_null(res->condition);
-        assert_true(fcntl(res->fd, F_GETFL) & O_NONBLOCK);
+        assert_true(fcntl(o->fd, F_GETFL) & O_NONBLOCK);
+        assert_true(zh_stream_established(&o->st));
     } else {
-        assert_int_equal(-1, res->fd);
-        assert_null(res->ssl);
+        assert_int_equal(-1, o->fd);
+        assert_null(o->ssl);
         assert_non_null(res->condition);
     }
     ncalled++;
@@ -475,11 +478,9 @@ static int setup(void **state)
 static void release_outcomes(void)
 {
     for (size_t i = 0; i < ZH_ARRAY_SIZE(out); i++) {
-        if (out[i].ssl)
-            SSL_free(out[i].ssl);
+        if (out[i].called)
+            zh_stream_close(&out[i].st);
         out[i].ssl = NULL;
-        if (out[i].called && out[i].fd >= 0)
-            close(out[i].fd);
         out[i].fd = -1;
     }
 }
@@ -763,7 +764,7 @@ static void cancel_in_every_state(void **state)
 
 static struct zh_connect_ctx *doomed;
 
-static void free_ctx_cb(struct zh_connect *cn, const struct zh_connect_result *res, void *data)
+static void free_ctx_cb(struct zh_connect *cn, struct zh_connect_result *res, void *data)
 {
     (void)cn;
     (void)res;
@@ -826,9 +827,8 @@ static void tls_handshake_with_sni_and_ca_file(void **state)
     }
     assert_int_equal(2, n);
     assert_memory_equal("hi", buf, 2);
-    SSL_free(out[0].ssl);
+    zh_stream_close(&out[0].st);
     out[0].ssl = NULL;
-    close(out[0].fd);
     out[0].fd = -1;
     tls_stop();
     assert_true(tls.sni_seen);
