@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-#include "client/jformat.h"
+#include "shared/proto/jformat.h"
 #include "client/outbound.h"
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
@@ -728,14 +728,17 @@ static const char *prepare(struct csess *s, const struct zh_zhttp_packet *pkt, b
 
 /* ---- decoding ---- */
 
-/* Decode a payload in either format into c->in. Returns 0, or a negative code with *reason. */
-static int decode(struct zh_client *c, struct zh_span payload, bool *json, const char **reason)
+/* Decode a payload in either format into c->in (a J payload from the bridge's parse, m->json,
+ * when it made one). Returns 0, or a negative code with *reason. */
+static int decode(struct zh_client *c, const struct zh_zmsg *m, struct zh_span payload, bool *json,
+                  const char **reason)
 {
     struct zh_zhttp_error err = {0};
     *json = payload.n > 0 && payload.p[0] == 'J';
     if (*json) {
         zh_buf_reset(&c->jin);
-        int rc = zh_jformat_to_tnet(payload.p, payload.n, &c->jin, reason);
+        int rc = m->json ? zh_jformat_json_to_tnet(m->json, &c->jin, reason)
+                         : zh_jformat_to_tnet(payload.p, payload.n, &c->jin, reason);
         if (rc < 0) {
             zh_zhttp_packet_init(c->in);
             return rc;
@@ -795,7 +798,7 @@ static void on_req(struct zh_client *c, struct zh_zmsg *m)
     struct zh_span none = {NULL, 0};
     bool json = false;
     const char *reason = NULL;
-    if (decode(c, payload, &json, &reason) < 0) {
+    if (decode(c, m, payload, &json, &reason) < 0) {
         /* Echo the id when it can be read: a DEALER with requests in flight matches by id. */
         struct zh_span id = none;
         if (!salvage_ids(c, payload, NULL, &id))
@@ -1047,7 +1050,7 @@ static void on_stream(struct zh_client *c, struct zh_zmsg *m)
     struct zh_span payload = zh_zmsg_frame(m, m->nframes - 1);
     bool json = false;
     const char *reason = NULL;
-    if (decode(c, payload, &json, &reason) < 0) {
+    if (decode(c, m, payload, &json, &reason) < 0) {
         struct zh_span from, id;
         if (salvage_ids(c, payload, &from, &id)) {
             zh_warn("%s: malformed packet dropped: %s (answered bad-request)",

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/proto/fnv.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
 #include "shared/rt/metrics.h"
@@ -281,12 +282,7 @@ static void sock_state_cb(void *data, ares_socket_t fd, int readable, int writab
 
 static uint32_t hash_name(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) {
-        h ^= (uint8_t)*s;
-        h *= 16777619u;
-    }
-    return h;
+    return (uint32_t)zh_fnv1a(ZH_FNV_BASIS, s, strlen(s));
 }
 
 static void lru_unlink(struct zh_resolver *r, struct centry *e)

@@ -373,18 +373,9 @@ static void hs_done(struct zh_conn *c)
 {
     if (!c->in_hs)
         return;
-    struct zh_server *s = c->s;
-    if (c->hs_prev)
-        c->hs_prev->hs_next = c->hs_next;
-    else
-        s->hs_head = c->hs_next;
-    if (c->hs_next)
-        c->hs_next->hs_prev = c->hs_prev;
-    else
-        s->hs_tail = c->hs_prev;
-    c->hs_prev = c->hs_next = NULL;
+    zh_list_remove(&c->hs_node);
     c->in_hs = false;
-    zh_server__hs_release(s->cfg.limits);
+    zh_server__hs_release(c->s->cfg.limits);
 }
 
 static void hs_note(struct zh_server *s, const char *what)
@@ -407,22 +398,17 @@ static bool hs_admit(struct zh_conn *c)
 {
     struct zh_server *s = c->s;
     while (!zh_server__hs_take(s->cfg.limits)) {
-        struct zh_conn *old = s->hs_head;
-        if (!old) {
+        if (zh_list_empty(&s->hs_list)) {
             hs_note(s, "new connection refused");
             zh_conn_close(c, "TLS handshakes at the limit");
             return false;
         }
         hs_note(s, "oldest handshake closed");
-        zh_conn_close(old, "TLS handshake evicted at the limit");
+        zh_conn_close(ZH_LIST_DATA(zh_list_head(&s->hs_list), struct zh_conn, hs_node),
+                      "TLS handshake evicted at the limit");
     }
     c->in_hs = true;
-    c->hs_prev = s->hs_tail;
-    if (s->hs_tail)
-        s->hs_tail->hs_next = c;
-    else
-        s->hs_head = c;
-    s->hs_tail = c;
+    zh_list_insert_tail(&s->hs_list, &c->hs_node);
     return true;
 }
 

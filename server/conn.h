@@ -16,6 +16,7 @@
 #include "server/server.h"
 #include "server/tls.h"
 #include "shared/proto/http1.h"
+#include "shared/proto/list.h"
 #include "shared/proto/session.h"
 #include "shared/proto/ws.h"
 #include "shared/proto/wsdeflate.h"
@@ -58,7 +59,7 @@ struct zh_conn {
     const char *default_cert; /* the listener's default-cert NAME (listener-owned) */
     bool tls_sniffed;         /* the first byte was looked at */
     bool in_hs;               /* counted in the TLS handshakes in progress (see hs_admit) */
-    struct zh_conn *hs_prev, *hs_next; /* the worker's handshakes in progress, oldest first */
+    struct zh_list hs_node;   /* in the worker's handshakes in progress (s->hs_list) */
     char peer_addr[INET6_ADDRSTRLEN];
     int peer_port;
 
@@ -156,7 +157,7 @@ struct zh_server {
     struct zh_conn **ka_batch;
     uint32_t ka_batch_cap;
     /* TLS handshakes in progress on this worker, oldest first (the ones evicted at the limit) */
-    struct zh_conn *hs_head, *hs_tail;
+    struct zh_list hs_list;
     uint64_t hs_log_ms;  /* next time a "handshakes at the limit" line may be logged */
     unsigned hs_dropped; /* connections closed at that limit since the last line */
 };

@@ -325,6 +325,7 @@ struct zh_server *zh_server_new(struct zh_loop *loop, struct zh_zport *port, uns
                                 const struct zh_server_config *cfg)
 {
     struct zh_server *s = zh_calloc(1, sizeof(*s));
+    zh_list_init(&s->hs_list);
     s->loop = loop;
     s->port = port;
     s->worker = worker;

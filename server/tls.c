@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "shared/proto/err.h"
+#include "shared/proto/fnv.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
 #include "shared/rt/stream.h"
@@ -155,14 +156,15 @@ static BIO *read_file(const char *path, const char *what, struct zh_buf *err)
         zh_buf_printf(err, "cannot open %s %s: %s", what, path, strerror(errno));
         return NULL;
     }
+    uint8_t *data = NULL;
+    BIO *bio = NULL;
     struct stat st;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_FILE_SIZE) {
         zh_buf_printf(err, "%s %s is not a regular file of at most %d bytes", what, path,
                       MAX_FILE_SIZE);
-        close(fd);
-        return NULL;
+        goto out;
     }
-    uint8_t *data = zh_malloc((size_t)st.st_size + 1);
+    data = zh_malloc((size_t)st.st_size + 1);
     size_t len = 0;
     for (;;) {
         ssize_t r = read(fd, data + len, (size_t)st.st_size + 1 - len);
@@ -170,27 +172,24 @@ static BIO *read_file(const char *path, const char *what, struct zh_buf *err)
             continue;
         if (r < 0) {
             zh_buf_printf(err, "cannot read %s %s: %s", what, path, strerror(errno));
-            zh_free(data);
-            close(fd);
-            return NULL;
+            goto out;
         }
         if (r == 0)
             break;
         len += (size_t)r;
         if (len > (size_t)st.st_size) {
             zh_buf_printf(err, "%s %s grew while being read", what, path);
-            zh_free(data);
-            close(fd);
-            return NULL;
+            goto out;
         }
     }
-    close(fd);
-    BIO *bio = BIO_new(BIO_s_mem());
+    bio = BIO_new(BIO_s_mem());
     if (!bio || BIO_write(bio, data, (int)len) != (int)len) {
         zh_buf_printf(err, "cannot buffer %s %s", what, path);
         BIO_free(bio);
         bio = NULL;
     }
+out:
+    close(fd);
     zh_free(data);
     return bio;
 }
@@ -302,18 +301,6 @@ static bool has_suffix(const char *s, size_t len, const char *suffix)
     return len > n && memcmp(s + len - n, suffix, n) == 0;
 }
 
-#define FNV_BASIS 14695981039346656037ull
-
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* The .crt and .key files of a directory, as one scan saw them. */
 struct scan {
     char **files; /* file names (not hidden, regular after following links) */
@@ -370,7 +357,7 @@ static int scan_dir(const char *dir, struct scan *sc, struct zh_buf *err)
             (uint64_t)st.st_mtim.tv_sec,  (uint64_t)st.st_mtim.tv_nsec, (uint64_t)st.st_ctim.tv_sec,
             (uint64_t)st.st_ctim.tv_nsec,
         };
-        sum += fnv1a(fnv1a(FNV_BASIS, name, len), fields, sizeof(fields));
+        sum += zh_fnv1a(zh_fnv1a(ZH_FNV_BASIS, name, len), fields, sizeof(fields));
         /* File times come from a coarse clock: a rewrite in the same tick as this scan would keep
          * the same stat, so recent files are compared by content next time too. */
         if (st.st_mtim.tv_sec >= now.tv_sec - RACY_SECS ||
@@ -384,7 +371,7 @@ static int scan_dir(const char *dir, struct scan *sc, struct zh_buf *err)
     }
     closedir(d);
     uint64_t count = sc->n;
-    sc->stat_sig = fnv1a(sum, &count, sizeof(count));
+    sc->stat_sig = zh_fnv1a(sum, &count, sizeof(count));
     return 0;
 }
 
@@ -396,15 +383,15 @@ static uint64_t content_sig(const char *dir, const struct scan *sc)
     for (size_t i = 0; i < sc->n; i++) {
         zh_buf_reset(&path);
         zh_buf_printf(&path, "%s/%s", dir, sc->files[i]);
-        uint64_t h = fnv1a(FNV_BASIS, sc->files[i], strlen(sc->files[i]));
+        uint64_t h = zh_fnv1a(ZH_FNV_BASIS, sc->files[i], strlen(sc->files[i]));
         BIO *bio = read_file(zh_buf_cstr(&path), "file", &ignored);
         if (bio) {
             char *data;
             long len = BIO_get_mem_data(bio, &data);
-            h = fnv1a(h, data, len > 0 ? (size_t)len : 0);
+            h = zh_fnv1a(h, data, len > 0 ? (size_t)len : 0);
             BIO_free(bio);
         } else {
-            h = fnv1a(h, "!", 1); /* the load will report it */
+            h = zh_fnv1a(h, "!", 1); /* the load will report it */
         }
         sum += h;
     }
@@ -586,7 +573,7 @@ int zh_tls_store_reload_if_changed(struct zh_tls_store *s)
     int rc = scan_dir(s->dir, &sc, &err);
     if (rc < 0) {
         /* Remember the failure as a signature of its own, so it is logged once. */
-        uint64_t fail_sig = fnv1a(0, &rc, sizeof(rc));
+        uint64_t fail_sig = zh_fnv1a(0, &rc, sizeof(rc));
         if (fail_sig != s->stat_sig)
             zh_warn("tls: keeping the loaded identities: %s", zh_buf_cstr(&err));
         s->stat_sig = fail_sig;

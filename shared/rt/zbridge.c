@@ -17,6 +17,8 @@
 #include <zmq.h>
 
 #include "shared/proto/err.h"
+#include "shared/proto/fnv.h"
+#include "shared/proto/list.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/ipc.h"
 #include "shared/rt/log.h"
@@ -33,7 +35,7 @@
 #define UNREACH_GRACE_MS 2000
 
 struct dest {
-    struct dest *next;
+    struct zh_list node; /* in b->dests */
     enum zh_zsock sock;
     size_t id_len;
     uint8_t id[MAX_IDENTITY];
@@ -72,7 +74,7 @@ struct zh_zbridge {
     struct zh_ipc_locks locks;
     struct inq in[ZH_ZBRIDGE_MAX_WORKERS];
     struct outchan out[ZH_ZBRIDGE_MAX_WORKERS][ZH_ZS_COUNT];
-    struct dest *dests;
+    struct zh_list dests; /* destinations with parked messages, newest first */
     size_t n_parked;
     int ctl_fd;
     atomic_bool stopping;
@@ -101,6 +103,7 @@ struct zh_zbridge *zh_zbridge_new(const struct zh_zbridge_config *cfg, struct zh
         return NULL;
     }
     struct zh_zbridge *b = zh_calloc(1, sizeof(*b));
+    zh_list_init(&b->dests);
     b->id = zh_strdup(cfg->instance_id);
     b->id_len = idn;
     b->workers = cfg->workers;
@@ -179,9 +182,13 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
         id = f.p;
         idn = f.n > MAX_IDENTITY ? MAX_IDENTITY : f.n;
     }
-    for (struct dest *d = b->dests; d; d = d->next)
+    struct zh_list *q;
+    ZH_LIST_FOREACH(q, &b->dests)
+    {
+        struct dest *d = ZH_LIST_DATA(q, struct dest, node);
         if (d->sock == m->sock && d->id_len == idn && (idn == 0 || memcmp(d->id, id, idn) == 0))
             return d;
+    }
     if (!create)
         return NULL;
     struct dest *d = zh_calloc(1, sizeof(*d));
@@ -189,8 +196,7 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
     d->id_len = idn;
     if (idn)
         memcpy(d->id, id, idn);
-    d->next = b->dests;
-    b->dests = d;
+    zh_list_insert_head(&b->dests, &d->node);
     return d;
 }
 
@@ -205,10 +211,8 @@ static struct reach *reach_slot(struct zh_zbridge *b, const struct zh_zmsg *m)
 {
     struct zh_span f = zh_zmsg_frame(m, 0);
     size_t n = f.n > MAX_IDENTITY ? MAX_IDENTITY : f.n;
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ f.p[i]) * 16777619u;
-    return &b->reach[(h ^ (uint32_t)m->sock) % REACH_SLOTS];
+    uint64_t h = zh_fnv1a(ZH_FNV_BASIS, f.p, n);
+    return &b->reach[(h ^ (uint64_t)m->sock) % REACH_SLOTS];
 }
 
 static bool reach_match(const struct reach *r, const struct zh_zmsg *m)
@@ -372,9 +376,10 @@ static void expire_dest(struct zh_zbridge *b, struct dest *d, uint64_t now)
 static void retry_parked(struct zh_zbridge *b)
 {
     uint64_t now = zh_time_ms();
-    struct dest **pp = &b->dests;
-    while (*pp) {
-        struct dest *d = *pp;
+    struct zh_list *q = zh_list_head(&b->dests);
+    while (q != &b->dests) {
+        struct dest *d = ZH_LIST_DATA(q, struct dest, node);
+        q = q->next;
         expire_dest(b, d, now);
         while (d->head) {
             struct zh_zmsg *m = d->head;
@@ -394,10 +399,8 @@ static void retry_parked(struct zh_zbridge *b)
             }
         }
         if (!d->head) {
-            *pp = d->next;
+            zh_list_remove(&d->node);
             zh_free(d);
-        } else {
-            pp = &d->next;
         }
     }
 }
@@ -498,7 +501,8 @@ static void route(struct zh_zbridge *b, struct zh_zmsg *m)
         }
     }
     uint64_t mask = 0;
-    int n = zh_zroute(zh_zsock_role(m->sock), payload.p, payload.n, b->workers, &mask);
+    int n =
+        zh_zroute_json(zh_zsock_role(m->sock), payload.p, payload.n, b->workers, &mask, &m->json);
     if (n <= 0) {
         /* Unroutable: one worker decodes it fully, logs the precise reason and answers if it can.
          */
@@ -763,9 +767,9 @@ void zh_zbridge_free(struct zh_zbridge *b)
             zh_chan_free(oc->ch);
         }
     }
-    while (b->dests) {
-        struct dest *d = b->dests;
-        b->dests = d->next;
+    while (!zh_list_empty(&b->dests)) {
+        struct dest *d = ZH_LIST_DATA(zh_list_head(&b->dests), struct dest, node);
+        zh_list_remove(&d->node);
         zh_zmsg_list_free(d->head);
         zh_free(d);
     }

@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include <jansson.h>
+
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/rt/chan.h"
@@ -17,6 +19,7 @@ struct zh_zmsg *zh_zmsg_new(enum zh_zsock sock, size_t cap)
     m->nframes = 0;
     m->size = 0;
     m->cap = (uint32_t)cap;
+    m->json = NULL;
     return m;
 }
 
@@ -62,11 +65,14 @@ struct zh_zmsg *zh_zmsg_dup(const struct zh_zmsg *m)
     memcpy(c, m, sizeof(*m) + m->size);
     c->cap = m->size;
     c->next = NULL;
+    c->json = NULL; /* one owner per parse: a copy for another worker parses again */
     return c;
 }
 
 void zh_zmsg_free(struct zh_zmsg *m)
 {
+    if (m)
+        json_decref(m->json);
     zh_free(m);
 }
 

@@ -37,6 +37,10 @@ struct zh_zmsg {
      * no deadline. A message still parked (no peer could take it) at its deadline is dropped and,
      * with ZH_ZMSG_F_NOTIFY, handed back to its worker (--handler-wait). */
     uint64_t deadline_ms;
+    /* Inbound J packets (Zurl's JSON format): the bridge's parse of the payload (one reference,
+     * dropped by zh_zmsg_free), so the worker does not parse it again (shared/proto/jformat.h).
+     * NULL otherwise. */
+    struct json_t *json;
     uint32_t nframes;
     uint32_t size; /* bytes used in data[] */
     uint32_t cap;  /* bytes allocated for data[] */
@@ -56,7 +60,7 @@ int zh_zmsg_add2(struct zh_zmsg **mp, const void *a, size_t an, const void *b, s
 /* Frame i as a span. */
 struct zh_span zh_zmsg_frame(const struct zh_zmsg *m, uint32_t i);
 
-/* A copy of m. */
+/* A copy of m, without m->json. */
 struct zh_zmsg *zh_zmsg_dup(const struct zh_zmsg *m);
 
 /* Free (NULL is fine). */

@@ -28,4 +28,12 @@ int zh_zroute_prefix(const uint8_t *id, size_t id_len, unsigned nworkers);
 int zh_zroute(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers,
               uint64_t *mask);
 
+struct json_t;
+
+/* zh_zroute(), keeping the parse of a J payload: *json is the object zh_jformat_parse() made of
+ * it (the caller owns the reference), or NULL (a T payload, or a J payload that does not parse
+ * strictly: the worker parses it again and reports why). */
+int zh_zroute_json(enum zh_role role, const uint8_t *payload, size_t n, unsigned nworkers,
+                   uint64_t *mask, struct json_t **json);
+
 #endif

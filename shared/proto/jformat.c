@@ -1,4 +1,5 @@
-#include "client/jformat.h"
+/* Zurl's legacy J format <-> T. See jformat.h. */
+#include "shared/proto/jformat.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -74,39 +75,62 @@ static int put_json(struct zh_buf *out, json_t *v, int depth, const char **reaso
     return ZH_E_PARSE;
 }
 
-static int convert(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason,
-                   size_t flags)
+/* Parse 'J' + a JSON object with jansson's flags. */
+static int parse(const uint8_t *p, size_t n, json_t **root, const char **reason, size_t flags)
 {
+    *root = NULL;
     if (n == 0 || p[0] != 'J') {
         *reason = "unsupported format prefix";
         return ZH_E_PARSE;
     }
     json_error_t jerr;
-    json_t *root = json_loadb((const char *)p + 1, n - 1, JSON_ALLOW_NUL | flags, &jerr);
-    if (!root) {
+    json_t *r = json_loadb((const char *)p + 1, n - 1, JSON_ALLOW_NUL | flags, &jerr);
+    if (!r) {
         *reason = json_error_code(&jerr) == json_error_duplicate_key
                       ? "duplicate key in a JSON object"
                       : "invalid JSON";
         return ZH_E_PARSE;
     }
-    if (!json_is_object(root)) {
-        json_decref(root);
+    if (!json_is_object(r)) {
+        json_decref(r);
         *reason = "packet is not a JSON object";
         return ZH_E_TYPE;
     }
+    *root = r;
+    return 0;
+}
+
+int zh_jformat_parse(const uint8_t *p, size_t n, json_t **root, const char **reason)
+{
+    /* A key given twice is refused, as the T decoder refuses it: jansson would keep the last one,
+     * and a router reading the first would disagree about the packet. */
+    return parse(p, n, root, reason, JSON_REJECT_DUPLICATES);
+}
+
+int zh_jformat_json_to_tnet(json_t *root, struct zh_buf *out, const char **reason)
+{
     size_t start = out->len;
     zh_buf_putc(out, 'T');
     int rc = put_json(out, root, 1, reason);
-    json_decref(root);
     if (rc < 0)
         out->len = start;
     return rc;
 }
 
+static int convert(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason,
+                   size_t flags)
+{
+    json_t *root;
+    int rc = parse(p, n, &root, reason, flags);
+    if (rc < 0)
+        return rc;
+    rc = zh_jformat_json_to_tnet(root, out, reason);
+    json_decref(root);
+    return rc;
+}
+
 int zh_jformat_to_tnet(const uint8_t *p, size_t n, struct zh_buf *out, const char **reason)
 {
-    /* A key given twice is refused, as the T decoder refuses it: jansson would keep the last one,
-     * and a router reading the first would disagree about the packet. */
     return convert(p, n, out, reason, JSON_REJECT_DUPLICATES);
 }
 
