@@ -666,14 +666,9 @@ int zh_tls_accept(struct zh_tls_store *s, const char *default_cert, struct zh_st
     char norm[MAX_NAME_LEN + 1];
     pthread_once(&accept_once, accept_index_init);
     ERR_clear_error();
-    SSL *ssl = SSL_new(s->base);
-    if (!ssl || accept_index < 0) {
-        char reason[256];
-        zh_error("tls: cannot create a connection: %s",
-                 zh_stream_tls_reason(reason, sizeof(reason)));
-        SSL_free(ssl);
-        return -ENOMEM;
-    }
+    SSL *ssl = accept_index >= 0 ? SSL_new(s->base) : NULL;
+    if (!ssl)
+        return zh_stream_tls_attach(st, NULL); /* logs why */
     SSL_set_accept_state(ssl);
     struct accept_data *d = zh_calloc(1, sizeof(*d));
     d->store = s;

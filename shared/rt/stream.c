@@ -60,7 +60,7 @@ void zh_stream_init(struct zh_stream *st, int fd)
 
 int zh_stream_tls_attach(struct zh_stream *st, SSL *ssl)
 {
-    if (SSL_set_fd(ssl, st->fd) != 1) {
+    if (!ssl || SSL_set_fd(ssl, st->fd) != 1) {
         char reason[256];
         zh_error("tls: cannot create a connection: %s",
                  zh_stream_tls_reason(reason, sizeof(reason)));

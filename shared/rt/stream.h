@@ -42,7 +42,8 @@ void zh_stream_init(struct zh_stream *st, int fd);
 /* Run TLS over the stream from now on: ssl is a fresh session (accept or connect state set, its
  * context configured) that the stream owns from this call, also when it fails. Nothing is read or
  * written until the first call below; the handshake runs inside them. The stream is the session's
- * app data (see zh_stream_of()). Returns 0, or -EPROTO when OpenSSL cannot take the fd (logged). */
+ * app data (see zh_stream_of()). Returns 0, or -EPROTO when OpenSSL cannot take the fd or ssl is
+ * NULL (a failed SSL_new: the caller passes it on so the reason is logged here). */
 int zh_stream_tls_attach(struct zh_stream *st, struct ssl_st *ssl);
 
 /* The stream a TLS session belongs to, for OpenSSL callbacks (NULL for a foreign session). */
