@@ -21,7 +21,7 @@ struct zh_list {
 };
 
 /* The element that embeds node as its member field. */
-#define ZH_LIST_DATA(node, type, field) ((type *)((char *)(node)-offsetof(type, field)))
+#define ZH_LIST_DATA(node, type, field) ((type *)(void *)((char *)(node)-offsetof(type, field)))
 
 /* for (struct zh_list *q = ...): every node of list h, head to tail. Removing q inside the loop
  * is not allowed (use a while loop over zh_list_head()). */
