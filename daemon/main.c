@@ -194,6 +194,7 @@ static void build_engine_configs(struct daemon *d)
     s->ws_close_timeout_ms = clamp_ms(cfg->server.ws_close_timeout_ms);
     s->ws_auto_pong = cfg->server.ws_auto_pong;
     s->ws_compression = cfg->server.compression;
+    s->ws_messages_max = (unsigned)cfg->server.messages_max;
     s->ws_ping_interval_ms = clamp_ms(cfg->server.ws_ping_interval_ms);
     zh_server_limits_init(&d->limits, (unsigned)cfg->server.stream_maxconn,
                           (unsigned)cfg->server.req_maxconn);

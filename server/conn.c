@@ -554,6 +554,7 @@ void zh_conn_free(struct zh_conn *c)
     zh_chunkq_free(&c->out);
     zh_zmsg_free(c->tail_msg);
     zh_wsd_free(&c->wsd);
+    zh_free(c->ws_ends);
     zh_buf_free(&c->ws_pend);
     zh_stream_close(&c->st);
     zh_free(c->in);

@@ -129,7 +129,10 @@ struct zh_conn {
     size_t ws_pend_off;
     uint8_t ws_pend_type; /* their message's type */
     bool ws_pend_end;     /* the message ends with them (a last packet is owed) */
-    bool ws_out_first;    /* the next handler frame starts a message (RSV1 goes on it) */
+    /* handler frames not yet written (--messages-max): their end offsets in the output stream */
+    uint64_t *ws_ends;
+    unsigned ws_ends_head, ws_ends_n;
+    uint64_t ws_queued_total; /* bytes ever queued on the connection */
 };
 
 struct zh_server {

@@ -66,6 +66,7 @@ struct zh_server_config {
     uint32_t ws_close_timeout_ms;    /* WebSocket: the client's close is due within this */
     bool ws_auto_pong;               /* WebSocket: answer client pings ourselves */
     bool ws_compression;             /* WebSocket: accept permessage-deflate offers */
+    unsigned ws_messages_max;        /* WebSocket: handler frames waiting to be written, at most */
     uint32_t ws_ping_interval_ms;    /* WebSocket: ping clients idle this long (0 = off) */
     struct zh_server_limits *limits; /* shared; must outlive every engine */
     struct zh_tls_store *tls;        /* identities for TLS listeners (shared), NULL = none */

@@ -113,6 +113,41 @@ static void queue_frame_rsv(struct zh_conn *c, bool fin, uint8_t opcode, bool rs
     zh_conn__queue(c, h, hl);
     if (n)
         zh_conn__queue(c, p, n);
+    c->ws_queued_total += hl + n;
+}
+
+/* Forget the handler frames the client has been sent in full. */
+static void ends_pop(struct zh_conn *c)
+{
+    unsigned max = c->s->cfg.ws_messages_max;
+    uint64_t written = c->ws_queued_total - zh_chunkq_len(&c->out);
+    while (c->ws_ends_n && c->ws_ends[c->ws_ends_head] <= written) {
+        c->ws_ends_head = (c->ws_ends_head + 1) % max;
+        c->ws_ends_n--;
+    }
+}
+
+/* A handler frame is about to be queued: --messages-max bounds how many wait unwritten (credits
+ * bound their bytes, not their count: empty messages cost none). Returns false when the handler
+ * overran it. */
+static bool ends_room(struct zh_conn *c)
+{
+    unsigned max = c->s->cfg.ws_messages_max;
+    if (!max)
+        return true;
+    if (!c->ws_ends)
+        c->ws_ends = zh_calloc(max, sizeof(*c->ws_ends));
+    ends_pop(c);
+    return c->ws_ends_n < max;
+}
+
+static void ends_push(struct zh_conn *c)
+{
+    unsigned max = c->s->cfg.ws_messages_max;
+    if (!max || !c->ws_ends || c->ws_ends_n == max)
+        return;
+    c->ws_ends[(c->ws_ends_head + c->ws_ends_n) % max] = c->ws_queued_total;
+    c->ws_ends_n++;
 }
 
 static void queue_close(struct zh_conn *c, unsigned code, const char *reason)
@@ -120,6 +155,7 @@ static void queue_close(struct zh_conn *c, unsigned code, const char *reason)
     struct zh_buf b = {0};
     zh_ws_put_close(&b, code, reason, reason ? strlen(reason) : 0, NULL);
     zh_conn__queue(c, b.data, b.len);
+    c->ws_queued_total += b.len;
     zh_buf_free(&b);
     c->ws_close_sent = true;
     c->ws_close_ms = zh_conn__now(c);
@@ -239,6 +275,15 @@ static bool is_binary(const struct zh_zhttp_packet *p)
 static void from_handler(struct zh_conn *c, const struct zh_zhttp_packet *p)
 {
     bool more = (p->has & ZH_ZF_MORE) && p->more;
+    bool frame = p->type == ZH_ZHTTP_DATA || p->type == ZH_ZHTTP_PING || p->type == ZH_ZHTTP_PONG;
+    bool ends = frame && (p->type != ZH_ZHTTP_DATA || !((p->has & ZH_ZF_MORE) && p->more));
+    if (frame && !c->ws_close_sent && !ends_room(c)) {
+        zh_info("session %.*s: handler has more than --messages-max (%u) messages waiting for the "
+                "client, closing",
+                (int)c->id_len, c->id, c->s->cfg.ws_messages_max);
+        fail_ws(c, ZH_WS_CLOSE_INTERNAL, NULL);
+        return;
+    }
     switch (p->type) {
     case ZH_ZHTTP_DATA: {
         if ((int64_t)p->body.n > c->granted) {
@@ -294,6 +339,7 @@ static void from_handler(struct zh_conn *c, const struct zh_zhttp_packet *p)
         struct zh_buf b = {0};
         zh_ws_put_close(&b, code, p->body.p, p->body.n, NULL);
         zh_conn__queue(c, b.data, b.len);
+        c->ws_queued_total += b.len;
         zh_buf_free(&b);
         c->ws_close_sent = true;
         c->ws_close_ms = zh_conn__now(c);
@@ -320,6 +366,8 @@ static void from_handler(struct zh_conn *c, const struct zh_zhttp_packet *p)
     default: /* credit, keep-alive: more client input may go now */
         break;
     }
+    if (ends)
+        ends_push(c); /* a message is queued whole (fragments count once, at the last) */
     zh_wsmode_pump(c);
     if (c->state != ZH_CONN_CLOSED)
         zh_conn__flush(c);

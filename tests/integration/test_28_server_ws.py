@@ -37,6 +37,7 @@ class WsEcho(threading.Thread):
         self.router.setsockopt(zmq.ROUTING_ID, ident)
         self.router.connect(f"{base}-out-stream")
         self.pub = ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, 0)  # a PUB drops past its HWM: that would break seq
         self.pub.connect(f"{base}-in")
         for s in (self.pull, self.router, self.pub):
             s.setsockopt(zmq.LINGER, 0)
@@ -105,6 +106,12 @@ class WsEcho(threading.Thread):
                          ("data", {"body": b"\x00bin", "content_type": b"binary"}),
                          ("ctl", {"type": "ping", "body": b"hb"}),
                          ("ctl", {"type": "close", "code": 4002, "body": b"server bye"})]
+        elif uri.endswith("/flood"):  # 2000 x 8000-byte messages, sent as credits allow
+            s["out"] += [("data", {"body": b"m" * 8000, "content_type": b"binary"})
+                         for _ in range(2000)]
+        elif uri.endswith("/many"):  # 500 x 1000-byte messages, sent as credits allow
+            s["out"] += [("data", {"body": b"m" * 1000, "content_type": b"binary"})
+                         for _ in range(500)]
         elif uri.endswith("/bad"):  # packets zhttpd must refuse, each followed by a good one
             s["out"] += [("data", {"body": b"\xff\xfe", "content_type": b"text"}),
                          ("data", {"body": b"ok"}),
@@ -456,6 +463,9 @@ def test_handler_speaks_first(zserver):
 
     assert run(go()) == (4002, "server bye")
     rid = h.requests[-1]["id"]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (rid, b"pong") not in h.events:
+        time.sleep(0.02)
     assert (rid, b"pong") in h.events
 
 
@@ -761,3 +771,49 @@ def test_deflate_on_the_wire(dserver):
     assert d.decompress(buf[2:2 + n] + b"\x00\x00\xff\xff") == msg
     assert n < len(msg)
     s.close()
+
+
+def test_messages_max(tmp_path, zctx):
+    """--messages-max bounds the handler's messages waiting for a client that does not read
+    (credits bound their bytes, not their count): past it the connection is closed and the
+    handler gets cancel."""
+    srv = start_server("zhttpd", tmp_path, workers=1,
+                       extra=["--messages-max", "5", "--buffer-size", "65536"])
+    h = WsEcho(zctx, srv.base, ident=b"ws-flood")
+    h.start()
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(5)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /flood HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  b"Sec-WebSocket-Key: " + KEY + b"\r\n\r\n")
+        assert s.recv(12) == b"HTTP/1.1 101"
+        # Not reading: the handler fills the socket, then the queue.
+        deadline = time.monotonic() + 20
+        line = "handler has more than --messages-max (5) messages waiting for the client"
+        while time.monotonic() < deadline and line not in srv.log():
+            time.sleep(0.05)
+        assert line in srv.log()
+        rid = h.requests[-1]["id"]
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (rid, b"cancel") not in h.events:
+            time.sleep(0.02)
+        assert (rid, b"cancel") in h.events
+        s.close()
+    finally:
+        h.close()
+        srv.stop()
+
+
+def test_messages_max_not_reached_by_a_reading_client(zserver_big):
+    """500 messages, far more than --messages-max (default 100), reach a client that reads."""
+    srv, h = zserver_big
+
+    async def go():
+        async with websockets.connect(f"ws://127.0.0.1:{srv.port}/many") as ws:
+            for _ in range(500):
+                assert await ws.recv() == b"m" * 1000
+
+    run(go())
