@@ -4,6 +4,7 @@
 
 #include "shared/proto/jformat.h"
 #include "client/outbound.h"
+#include "client/wsclient.h"
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/proto/tnetstring.h"
@@ -56,6 +57,7 @@ struct csess {
     char id[ZH_ZHTTP_MAX_ID_LEN + 1];
     struct zh_buf user_data; /* the latest user-data, raw tnetstring */
     struct zh_request *req;
+    struct zh_wsc *ws; /* a ws:// / wss:// session (client/wsclient) instead of req */
     struct zh_timer timer;
     struct zh_defer pump;
     uint64_t deadline;      /* `timeout` field: session-timeout at this time (0 = none) */
@@ -73,6 +75,7 @@ struct zh_client {
     struct zh_outbound *out;
     struct zh_resolver *resolver;
     struct zh_request_ctx *rctx;
+    struct zh_wsc_ctx *wsctx; /* NULL when its TLS settings failed: ws requests are refused */
     struct csess **table;
     size_t table_size;
     size_t n_keyed;
@@ -353,6 +356,8 @@ static void end_session(struct csess *s)
     zh_loop_defer_cancel(c->loop, &s->pump);
     zh_request_free(s->req);
     s->req = NULL;
+    zh_wsc_free(s->ws);
+    s->ws = NULL;
     if (s->running) {
         s->running = false;
         c->n_running--;
@@ -537,8 +542,10 @@ static uint64_t next_due(const struct csess *s)
     }
     if (s->deadline && s->deadline < at)
         at = s->deadline;
-    /* Time spent waiting for a slot counts: active_at starts when the request is accepted. */
-    if (c->cfg.timeout_ms && s->active_at + c->cfg.timeout_ms < at)
+    /* Time spent waiting for a slot counts: active_at starts when the request is accepted. An open
+     * WebSocket may idle (the handler and the origin keep it alive). */
+    if (c->cfg.timeout_ms && !(s->ws && s->state == CS_RESPONDING) &&
+        s->active_at + c->cfg.timeout_ms < at)
         at = s->active_at + c->cfg.timeout_ms;
     return at;
 }
@@ -571,7 +578,8 @@ static void timer_cb(struct zh_timer *t, void *data)
         fail(s, "session-timeout");
         return;
     }
-    if (c->cfg.timeout_ms && now >= s->active_at + c->cfg.timeout_ms) {
+    if (c->cfg.timeout_ms && !(s->ws && s->state == CS_RESPONDING) &&
+        now >= s->active_at + c->cfg.timeout_ms) {
         zh_info("session %s/%s: no activity for %u ms%s", s->from, s->id, c->cfg.timeout_ms,
                 s->state == CS_QUEUED ? " (waiting for a request slot)" : "");
         fail(s, "session-timeout");
@@ -707,10 +715,66 @@ static struct csess *session_new(struct zh_client *c)
     return s;
 }
 
+/* ---- WebSocket sessions: client/wsclient talks to the requester through these ---- */
+
+static struct zh_zhttp_packet *ws_packet(void *data, enum zh_zhttp_type type)
+{
+    struct csess *s = data;
+    return reply(s->c, type);
+}
+
+static void ws_send(void *data, struct zh_zhttp_packet *p)
+{
+    struct csess *s = data;
+    if (p->type == ZH_ZHTTP_DATA && s->state == CS_REQUESTING)
+        set_state(s, CS_RESPONDING); /* the 101 */
+    s->active_at = zh_loop_now(s->c->loop);
+    send_pkt(s, p);
+}
+
+static int64_t ws_credits(void *data)
+{
+    struct csess *s = data;
+    return s->quiet ? INT64_MAX : s->ss.send_credits;
+}
+
+static void ws_spend(void *data, size_t n)
+{
+    struct csess *s = data;
+    if (!s->quiet)
+        zh_session_spend(&s->ss, n);
+}
+
+static void ws_done(void *data, const char *condition)
+{
+    struct csess *s = data;
+    if (condition) {
+        fail(s, condition);
+        return;
+    }
+    zh_debug("session %s/%s: WebSocket session ended", s->from, s->id);
+    end_session(s);
+}
+
+static const struct zh_wsc_ops ws_ops = {ws_packet, ws_send, ws_credits, ws_spend, ws_done};
+
 /* Create s->req from the request packet. Returns NULL or the condition to answer. */
 static const char *prepare(struct csess *s, const struct zh_zhttp_packet *pkt, bool upload)
 {
     struct zh_client *c = s->c;
+    if (!s->req_mode && zh_wsc_is_ws_uri(pkt->uri)) {
+        const char *cond = "bad-request";
+        if (s->quiet)
+            zh_info("client-in: WebSocket request without from/id refused");
+        else if (!c->wsctx)
+            zh_info("session %s/%s: WebSocket unavailable (TLS settings failed)", s->from, s->id);
+        else
+            s->ws = zh_wsc_start(c->wsctx, pkt, &ws_ops, s, &cond);
+        s->active_at = zh_loop_now(c->loop);
+        if (s->ws && (pkt->has & ZH_ZF_TIMEOUT) && pkt->timeout > 0)
+            s->deadline = zh_loop_now(c->loop) + (uint64_t)pkt->timeout;
+        return s->ws ? NULL : cond;
+    }
     struct zh_request_opts o = {.stream_upload = upload, .max_size = UINT64_MAX};
     if (pkt->has & ZH_ZF_MAX_SIZE)
         o.max_size = (uint64_t)pkt->max_size;
@@ -935,6 +999,12 @@ static void on_first(struct zh_client *c, struct zh_zhttp_packet *pkt, bool json
         ack->ext_multi = true;
     }
     send_pkt(s, ack);
+    if (s->ws) {
+        /* Connecting already (not counted by max_open_requests). */
+        set_state(s, CS_REQUESTING);
+        arm_timer(s);
+        return;
+    }
     if (!admit_or_queue(s)) {
         /* Logged by log_refused(); the requester is told without a line per request. */
         struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);
@@ -999,6 +1069,11 @@ static void apply(struct csess *s, const struct zh_zhttp_packet *pkt, const stru
     if (pkt->user_data.p) {
         zh_buf_reset(&s->user_data);
         zh_buf_append(&s->user_data, pkt->user_data.p, pkt->user_data.n);
+    }
+    if (s->ws) {
+        s->active_at = zh_loop_now(c->loop);
+        zh_wsc_on_packet(s->ws, pkt);
+        return;
     }
     if (pkt->type == ZH_ZHTTP_DATA) {
         on_body(s, pkt);
@@ -1107,6 +1182,16 @@ struct zh_client *zh_client_new(struct zh_loop *loop, struct zh_zport *port, uns
                  zh_buf_cstr(&err));
     zh_buf_free(&err);
     c->rctx = zh_request_ctx_new(loop, c->out, c->resolver, &c->cfg.http);
+    struct zh_wsc_config wc = {.tls_ca_file = c->cfg.http.tls_ca_file,
+                               .connect_timeout_ms = c->cfg.http.connect_timeout_ms,
+                               .proxy = c->cfg.http.proxy,
+                               .allow_ignore_policies = c->cfg.http.allow_ignore_policies,
+                               .compression = c->cfg.ws_compression,
+                               .buffer_size = c->cfg.buffer_size};
+    c->wsctx = zh_wsc_ctx_new(loop, c->resolver, c->cfg.http.policy, &wc, &err);
+    if (!c->wsctx)
+        zh_error("worker %u: no outbound WebSocket (%s)", worker, zh_buf_cstr(&err));
+    zh_buf_free(&err);
     c->in = zh_malloc(sizeof(*c->in));
     c->rep = zh_malloc(sizeof(*c->rep));
     zh_defer_init(&c->reap, reap_cb, c);
@@ -1144,6 +1229,8 @@ void zh_client_reload(struct zh_client *c, const struct zh_policy *policy, uint3
 {
     c->cfg.http.policy = policy;
     zh_request_ctx_set_policy(c->rctx, policy);
+    if (c->wsctx)
+        zh_wsc_ctx_set_policy(c->wsctx, policy);
     c->cfg.timeout_ms = timeout_ms;
 }
 
@@ -1162,6 +1249,7 @@ void zh_client_free(struct zh_client *c)
         zh_slots_set_waiting(c->cfg.slots, c->worker, false);
     }
     zh_request_ctx_free(c->rctx);
+    zh_wsc_ctx_free(c->wsctx);
     zh_resolver_free(c->resolver);
     zh_outbound_free(c->out);
     zh_free(c->table);

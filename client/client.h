@@ -27,6 +27,7 @@ struct zh_client_config {
     uint32_t timeout_ms;             /* HTTP inactivity limit (Zurl `timeout`), 0 = none */
     struct zh_slots *slots;          /* max_open_requests, shared by every worker; NULL = none */
     size_t buffer_size;              /* credits granted for a streamed request body (200000) */
+    bool ws_compression;             /* offer permessage-deflate on ws:// sessions */
     struct zh_request_config http;   /* outbound HTTP settings (connect timeout, TLS, policy...) */
     struct zh_resolver_config dns;   /* the worker's resolver (dns_servers, allow_ipv6) */
 };

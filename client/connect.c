@@ -118,6 +118,11 @@ struct zh_connect_ctx *zh_connect_ctx_new(struct zh_loop *loop, struct zh_resolv
     return ctx;
 }
 
+void zh_connect_ctx_set_policy(struct zh_connect_ctx *ctx, const struct zh_policy *policy)
+{
+    ctx->policy = policy;
+}
+
 SSL_CTX *zh_connect_ctx_ssl_ctx(struct zh_connect_ctx *ctx)
 {
     return ctx->ssl_ctx;

@@ -55,6 +55,10 @@ struct zh_connect_ctx *zh_connect_ctx_new(struct zh_loop *loop, struct zh_resolv
  * whose memory is still waiting for the loop are freed here. Safe from inside a zh_connect_cb. */
 void zh_connect_ctx_free(struct zh_connect_ctx *ctx);
 
+/* Check against policy from now on (SIGHUP reload; connections already resolving see it at their
+ * next address). The caller keeps the old one alive until every thread switched. */
+void zh_connect_ctx_set_policy(struct zh_connect_ctx *ctx, const struct zh_policy *policy);
+
 /* The context's client SSL_CTX (for callers that need to share its trust settings). */
 SSL_CTX *zh_connect_ctx_ssl_ctx(struct zh_connect_ctx *ctx);
 

@@ -172,6 +172,9 @@ static const struct opt opts[] = {
     {NULL, "allow_ignore_policies", SEC_GENERAL, T_BOOL, G_CLIENT,
      OFF(client.allow_ignore_policies), 0, 0, 0, "true", "BOOL",
      "Honour the per-request ignore-policies field", NULL},
+    {NULL, "ws_compression", SEC_GENERAL, T_BOOL, G_CLIENT, OFF(client.ws_compression), 0, 0, 0,
+     "false", "BOOL", "Offer WebSocket permessage-deflate on outbound ws:// and wss:// sessions",
+     NULL},
 
     /* Server role */
     {"listen", "listen", SEC_SERVER, T_LISTEN, G_SERVER, OFF(server.listen), 0, 0, 0, NULL,

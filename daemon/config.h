@@ -128,6 +128,7 @@ struct zh_config_client {
     char *proxy;                          /* NULL = no proxy (environment proxies are ignored) */
     bool http2;                           /* allow HTTP/2 (default false) */
     bool allow_ignore_policies;           /* honour per-request ignore-policies (default true) */
+    bool ws_compression;                  /* offer permessage-deflate on ws:// (default false) */
     bool deny_out_internal;               /* add the internal deny set even with defpolicy */
     int64_t keepalive_interval_ms;        /* ZHTTP keep-alive interval (30000) */
     int64_t session_expiry_ms;            /* ZHTTP session expiry (60000) */

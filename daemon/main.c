@@ -168,6 +168,7 @@ static void build_engine_configs(struct daemon *d)
     c->max_response_size = 1024 * 1024;
     c->timeout_ms = (uint32_t)cc->timeout_ms;
     c->buffer_size = cc->buffer_size;
+    c->ws_compression = cc->ws_compression;
     c->slots = NULL; /* build_client_slots */
     c->http.connect_timeout_ms = (uint32_t)cc->connect_timeout_ms;
     c->http.conn_max_age_ms = cc->connection_max_time_ms;
