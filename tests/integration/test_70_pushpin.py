@@ -23,9 +23,9 @@ Debian's internal.conf points pushpin-proxy at /var/run/zurl/*, a system zurl; t
 pushpin.conf sets zurl_out_specs/zurl_out_stream_specs/zurl_in_specs back to the runner's
 RUNDIR/pushpin-zurl-* so the zurl Pushpin starts is the one it talks to.
 
-The WebSocket flows (a WebSocket proxied to a WebSocket origin, WebSocket-over-HTTP with a
-publish) pass against condure+zurl; with zhttpd WebSocket-over-HTTP passes (inbound WebSocket in
-the server role) and the proxied WebSocket is a strict xfail until the outbound ws client lands.
+The WebSocket flows (a WebSocket proxied to a WebSocket origin: inbound through the server role and
+outbound through the client role's ws client; WebSocket-over-HTTP with a publish) pass against both
+condure+zurl and zhttpd.
 Pushpin is started once per module per parameter; every wait is bounded; only 127.0.0.1 is used."""
 import asyncio
 import hashlib
@@ -50,7 +50,6 @@ from zhttpd import SANITIZER_MARKERS, Zhttpd
 
 BIG_PIECE = 64 * 1024
 BIG_PIECES = 64  # 4 MiB
-WS_XFAIL = "issue 15: the outbound ws:// client (zurl's part) is not built yet"
 
 
 def big_pattern():
@@ -351,11 +350,6 @@ def pushpin(request, origin, tmp_path_factory):
     assert f"zurl --config={p.rundir}/zurl.conf --loglevel=2" in argv, argv
 
 
-def xfail_ws_for_zhttpd(request, pushpin):
-    if pushpin.kind == "zhttpd":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=WS_XFAIL))
-
-
 # ---------------------------------------------------------------------------------------------
 # HTTP flows
 
@@ -512,9 +506,8 @@ def _run(coro):
     return asyncio.new_event_loop().run_until_complete(coro)
 
 
-def test_websocket_proxied(request, pushpin):
+def test_websocket_proxied(pushpin):
     import websockets
-    xfail_ws_for_zhttpd(request, pushpin)
 
     async def go():
         async with websockets.connect(f"ws://127.0.0.1:{pushpin.http_port}/ws/echo",
