@@ -237,6 +237,7 @@ static struct zh_server *pick_worker(struct zh_listener *l, enum zh_server_kind 
 static int accept_some(struct zh_listener *l, struct lsock *ls)
 {
     for (int k = 0; k < ACCEPT_BATCH; k++) {
+        unsigned turn = l->next_worker; /* the rotation moves on only for an accepted connection */
         struct zh_server *w = pick_worker(l, ls->kind);
         if (!w)
             return 0;
@@ -251,6 +252,7 @@ static int accept_some(struct zh_listener *l, struct lsock *ls)
             int e = errno;
             zh_free(a);
             zh_server_unreserve(w, ls->kind);
+            l->next_worker = turn;
             if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM)
                 return -e;
             if (e != EAGAIN && e != ECONNABORTED)
