@@ -397,23 +397,44 @@ static void reap_cb(struct zh_defer *d, void *data)
     }
 }
 
+/* The session's one failure line (at info): what happened and where, never the query string or a
+ * header value. stage/reason NULL: the request's own note. */
+static void log_failure(struct csess *s, const char *condition, const char *stage,
+                        const char *reason)
+{
+    char host[256];
+    if (!stage && s->req) {
+        stage = zh_request_fail_stage(s->req);
+        reason = zh_request_fail_reason(s->req);
+    }
+    zh_info("session %s/%s failed: role=client method=%s host=%s condition=%s stage=%s "
+            "reason=\"%s\"%s",
+            s->from, s->id, s->req ? zh_request_method(s->req) : "-",
+            s->req ? zh_request_host(s->req, host, sizeof(host)) : "-", condition,
+            stage ? stage : "response", reason ? reason : "",
+            s->state == CS_RESPONDING ? " after the response started; sending cancel" : "");
+}
+
 /* The exchange failed with condition: before the response started the requester gets an error
- * with the condition; after, a cancel (ZHTTP.md §6). Both are logged with the cause. */
-static void fail(struct csess *s, const char *condition)
+ * with the condition; after, a cancel (ZHTTP.md §6). One line says why (log_failure). */
+static void fail_at(struct csess *s, const char *condition, const char *stage, const char *reason)
 {
     if (s->state == CS_CLOSED)
         return;
+    log_failure(s, condition, stage, reason);
     if (s->state == CS_RESPONDING) {
-        zh_info("session %s/%s: %s after the response started; sending cancel", s->from, s->id,
-                condition);
         send_pkt(s, reply(s->c, ZH_ZHTTP_CANCEL));
     } else {
-        zh_info("session %s/%s: error %s", s->from, s->id, condition);
         struct zh_zhttp_packet *p = reply(s->c, ZH_ZHTTP_ERROR);
         p->condition = zh_span_str(condition);
         send_pkt(s, p);
     }
     end_session(s);
+}
+
+static void fail(struct csess *s, const char *condition)
+{
+    fail_at(s, condition, NULL, NULL);
 }
 
 /* ---- the response pump: runs from the loop whenever the exchange or the credits moved ---- */
@@ -573,16 +594,17 @@ static void timer_cb(struct zh_timer *t, void *data)
         return;
     }
     if (s->deadline && now >= s->deadline) {
-        zh_info("session %s/%s: its timeout elapsed%s", s->from, s->id,
-                s->state == CS_QUEUED ? " (waiting for a request slot)" : "");
-        fail(s, "session-timeout");
+        fail_at(s, "session-timeout", s->state == CS_QUEUED ? "request" : "response",
+                s->state == CS_QUEUED ? "its timeout elapsed (waiting for a request slot)"
+                                      : "its timeout elapsed");
         return;
     }
     if (c->cfg.timeout_ms && !(s->ws && s->state == CS_RESPONDING) &&
         now >= s->active_at + c->cfg.timeout_ms) {
-        zh_info("session %s/%s: no activity for %u ms%s", s->from, s->id, c->cfg.timeout_ms,
-                s->state == CS_QUEUED ? " (waiting for a request slot)" : "");
-        fail(s, "session-timeout");
+        char why[96];
+        snprintf(why, sizeof(why), "no activity for %u ms%s", c->cfg.timeout_ms,
+                 s->state == CS_QUEUED ? " (waiting for a request slot)" : "");
+        fail_at(s, "session-timeout", s->state == CS_QUEUED ? "request" : "response", why);
         return;
     }
     if (!s->req_mode && !s->quiet && zh_session_keepalive_due(&s->ss, now))
@@ -1019,21 +1041,20 @@ static void on_body(struct csess *s, const struct zh_zhttp_packet *pkt)
 {
     bool more = (pkt->has & ZH_ZF_MORE) && pkt->more;
     if (!zh_request_upload_open(s->req)) {
-        zh_info("session %s/%s: request body after its end", s->from, s->id);
-        fail(s, "bad-request");
+        fail_at(s, "bad-request", "request", "request body after its end");
         return;
     }
     if ((int64_t)pkt->body.n > s->upload_credits) {
-        zh_warn("session %s/%s: %zu body bytes exceed the %lld credits granted", s->from, s->id,
-                pkt->body.n, (long long)s->upload_credits);
-        fail(s, "bad-request");
+        char why[96];
+        snprintf(why, sizeof(why), "%zu body bytes exceed the %lld credits granted", pkt->body.n,
+                 (long long)s->upload_credits);
+        fail_at(s, "bad-request", "request", why);
         return;
     }
     s->upload_credits -= (int64_t)pkt->body.n;
     int rc = zh_request_write_body(s->req, pkt->body.p, pkt->body.n, more);
     if (rc < 0) {
-        zh_info("session %s/%s: request body longer than its Content-Length", s->from, s->id);
-        fail(s, "bad-request");
+        fail_at(s, "bad-request", "request", "request body longer than its Content-Length");
     }
 }
 
@@ -1212,8 +1233,7 @@ void zh_client_shutdown(struct zh_client *c, int cancel)
         if (s->state == CS_CLOSED)
             continue;
         if (s->req_mode) {
-            zh_info("req %s/%s cancelled by shutdown", s->from, s->id);
-            fail(s, "undefined-condition");
+            fail_at(s, "undefined-condition", "request", "cancelled by shutdown");
         } else {
             zh_info("session %s/%s cancelled by shutdown", s->from, s->id);
             send_pkt(s, reply(c, ZH_ZHTTP_CANCEL));

@@ -116,7 +116,26 @@ struct zh_request {
     bool send_paused;
     const char *fail_cond; /* set inside a callback that aborted the transfer */
     const char *cond;      /* the final condition (RS_DONE) */
+    const char *stage;     /* where it failed: dns, connect, tls, request, response */
+    char why[192];         /* and why (errno text, TLS reason, policy rule); first cause wins */
+    char errbuf[CURL_ERROR_SIZE];
 };
+
+/* Note where and why the request failed, for the one failure line of the session (client.c).
+ * The first note wins: later ones are consequences. */
+static void note_fail(struct zh_request *r, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void note_fail(struct zh_request *r, const char *stage, const char *fmt, ...)
+{
+    if (r->stage)
+        return;
+    r->stage = stage;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->why, sizeof(r->why), fmt, ap);
+    va_end(ap);
+}
 
 static void set_state(struct zh_request *r, enum rstate st)
 {
@@ -265,8 +284,9 @@ static bool head_end(struct zh_request *r)
         return true; /* interim; the real head follows */
     if (r->bad_head) {
         /* As nginx answers 502 for such an upstream: nothing of this head reaches the requester. */
-        zh_warn("request %s %s: the origin's response head is refused: %s", r->method, r->url,
-                r->bad_head);
+        zh_debug("request %s %s: the origin's response head is refused: %s", r->method, r->url,
+                 r->bad_head);
+        note_fail(r, "response", "response head refused: %s", r->bad_head);
         r->fail_cond = "undefined-condition";
         return false;
     }
@@ -281,6 +301,7 @@ static bool head_end(struct zh_request *r)
         bool replayable = !r->stream_upload || redirect_to_get(r);
         if (replayable) {
             if (r->hops >= ZH_REQUEST_MAX_REDIRECTS) {
+                note_fail(r, "response", "more than %d redirects", ZH_REQUEST_MAX_REDIRECTS);
                 r->fail_cond = "too-many-redirects";
                 return false;
             }
@@ -297,6 +318,8 @@ static bool head_end(struct zh_request *r)
     bool bodiless = r->is_head || r->code == 204 || r->code == 304;
     int64_t clen = bodiless ? -1 : r->resp_clen;
     if (clen >= 0 && (uint64_t)clen > r->max_size) {
+        note_fail(r, "response", "Content-Length %lld over the limit of %llu bytes",
+                  (long long)clen, (unsigned long long)r->max_size);
         r->fail_cond = "max-size-exceeded";
         return false;
     }
@@ -401,6 +424,8 @@ static size_t write_cb(char *p, size_t size, size_t n, void *data)
         return CURL_WRITEFUNC_PAUSE;
     }
     if (len > r->max_size || r->received > r->max_size - len) {
+        note_fail(r, "response", "body over the limit of %llu bytes",
+                  (unsigned long long)r->max_size);
         r->fail_cond = "max-size-exceeded";
         return 0; /* aborts with CURLE_WRITE_ERROR */
     }
@@ -470,8 +495,8 @@ static curl_socket_t opensocket_cb(void *data, curlsocktype purpose, struct curl
             union zh_sockaddr u;
             memset(&u, 0, sizeof(u));
             memcpy(&u, &a->addr, a->addrlen < sizeof(u) ? a->addrlen : sizeof(u));
-            zh_info("request %s %s: address %s of %s denied: %s", r->method, r->url,
-                    zh_sockaddr_str(&u, txt, sizeof(txt)), r->target, why ? why : "policy");
+            zh_debug("request %s %s: address %s of %s denied: %s", r->method, r->url,
+                     zh_sockaddr_str(&u, txt, sizeof(txt)), r->target, why ? why : "policy");
             if (r->sock_denied++ == 0)
                 zh_metric_inc(ZH_M_C_DENY_ADDR);
             return CURL_SOCKET_BAD;
@@ -570,8 +595,9 @@ static void resolved_cb(struct zh_resolve_req *req, int status, const union zh_s
     ZH_UNUSED(req);
     r->rreq = NULL;
     if (status < 0) {
-        zh_info("request %s %s: cannot resolve %s: %s", r->method, r->url, r->target,
-                zh_resolver_strerror(status));
+        zh_debug("request %s %s: cannot resolve %s: %s", r->method, r->url, r->target,
+                 zh_resolver_strerror(status));
+        note_fail(r, "dns", "%s: %s", r->target, zh_resolver_strerror(status));
         raise_done(r, "remote-connection-failed");
         return;
     }
@@ -584,8 +610,8 @@ static void resolved_cb(struct zh_resolve_req *req, int status, const union zh_s
         zh_sockaddr_str(&addrs[i], txt, sizeof(txt));
         if (policy && !r->ignore_policies &&
             zh_policy_check_addr(policy, r->target, &addrs[i].sa, &why) == ZH_POLICY_DENY) {
-            zh_info("request %s %s: address %s of %s denied: %s", r->method, r->url, txt, r->target,
-                    why ? why : "policy");
+            zh_debug("request %s %s: address %s of %s denied: %s", r->method, r->url, txt,
+                     r->target, why ? why : "policy");
             continue;
         }
         if (allowed++)
@@ -597,8 +623,10 @@ static void resolved_cb(struct zh_resolve_req *req, int status, const union zh_s
     }
     if (!allowed) {
         zh_buf_free(&e);
-        zh_info("request %s %s: policy-violation: no address of %s is allowed", r->method, r->url,
-                r->target);
+        zh_debug("request %s %s: policy-violation: no address of %s is allowed", r->method, r->url,
+                 r->target);
+        note_fail(r, "connect", "policy: no address of %s is allowed (%s)", r->target,
+                  why ? why : "denied");
         zh_metric_inc(ZH_M_C_DENY_ADDR);
         raise_done(r, "policy-violation");
         return;
@@ -620,6 +648,8 @@ static void start_hop(struct zh_request *r)
     r->fail_cond = NULL;
     r->sock_denied = 0;
     r->sock_opened = 0;
+    r->errbuf[0] = '\0';
+    curl_easy_setopt(r->easy, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(r->easy, CURLOPT_URL, r->url);
 
     char *host = r->url_host, *port = r->url_port;
@@ -638,7 +668,8 @@ static void start_hop(struct zh_request *r)
     if (!ok) {
         curl_free(host);
         curl_free(port);
-        zh_info("request %s %s: no host in the URL", r->method, r->url);
+        zh_debug("request %s %s: no host in the URL", r->method, r->url);
+        note_fail(r, "request", "no host in the URL");
         fail_later(r, "bad-request");
         return;
     }
@@ -655,8 +686,9 @@ static void start_hop(struct zh_request *r)
     }
     if (denied) {
         zh_metric_inc(ZH_M_C_DENY_NAME);
-        zh_info("request %s %s: policy-violation: %s: %s", r->method, r->url, denied,
-                why ? why : "denied");
+        zh_debug("request %s %s: policy-violation: %s: %s", r->method, r->url, denied,
+                 why ? why : "denied");
+        note_fail(r, "connect", "policy: %s: %s", denied, why ? why : "denied");
         curl_free(host);
         curl_free(port);
         fail_later(r, "policy-violation");
@@ -672,7 +704,8 @@ static void start_hop(struct zh_request *r)
         return;
     }
     if (!ctx->resolver) {
-        zh_info("request %s %s: no resolver for %s", r->method, r->url, r->target);
+        zh_debug("request %s %s: no resolver for %s", r->method, r->url, r->target);
+        note_fail(r, "dns", "no resolver for %s", r->target);
         fail_later(r, "remote-connection-failed");
         return;
     }
@@ -772,7 +805,8 @@ static void next_hop(struct zh_request *r)
 {
     char *target = redirect_target(r);
     if (!target) {
-        zh_info("request %s %s: unusable redirect Location", r->method, r->url);
+        zh_debug("request %s %s: unusable redirect Location", r->method, r->url);
+        note_fail(r, "response", "unusable redirect Location");
         raise_done(r, "undefined-condition");
         return;
     }
@@ -809,6 +843,42 @@ static void next_hop(struct zh_request *r)
     start_hop(r);
 }
 
+/* The stage and reason of a failed transfer, from curl's code, its error text and the OS errno. */
+static void note_curl_fail(struct zh_request *r, CURLcode rc, const char *cond)
+{
+    const char *stage;
+    if (strcmp(cond, "policy-violation") == 0) {
+        note_fail(r, "connect", "policy: every address of %s is denied", r->target);
+        return;
+    }
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        stage = "dns";
+        break;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+        stage = r->sock_opened && r->head_done ? "response" : "connect";
+        break;
+    case CURLE_SEND_ERROR:
+    case CURLE_READ_ERROR:
+        stage = "request";
+        break;
+    default:
+        stage = strcmp(cond, "tls-error") == 0 ? "tls" : "response";
+        break;
+    }
+    /* curl keeps the errno of an earlier transfer of a pooled handle: only these codes set it */
+    long os_errno = 0;
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR)
+        curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &os_errno);
+    const char *text = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
+    if (os_errno)
+        note_fail(r, stage, "%s (errno %ld: %s)", text, os_errno, strerror((int)os_errno));
+    else
+        note_fail(r, stage, "%s", text);
+}
+
 static void xfer_done(CURL *easy, CURLcode rc, void *data)
 {
     struct zh_request *r = data;
@@ -821,10 +891,12 @@ static void xfer_done(CURL *easy, CURLcode rc, void *data)
     const char *cond = NULL;
     if (rc != CURLE_OK) {
         cond = condition_for(r, rc);
-        zh_info("request %s %s failed: %s (%s)", r->method, r->url, cond, curl_easy_strerror(rc));
+        zh_debug("request %s %s failed: %s (%s)", r->method, r->url, cond, curl_easy_strerror(rc));
+        note_curl_fail(r, rc, cond);
     } else if (!r->head_done) {
         cond = "undefined-condition";
-        zh_info("request %s %s: transfer ended without a response head", r->method, r->url);
+        zh_debug("request %s %s: transfer ended without a response head", r->method, r->url);
+        note_fail(r, "response", "the transfer ended without a response head");
     }
     raise_done(r, cond);
 }
@@ -1380,6 +1452,35 @@ bool zh_request_done(const struct zh_request *r)
 const char *zh_request_condition(const struct zh_request *r)
 {
     return r->cond;
+}
+
+const char *zh_request_fail_stage(const struct zh_request *r)
+{
+    return r->stage;
+}
+
+const char *zh_request_fail_reason(const struct zh_request *r)
+{
+    return r->stage ? r->why : NULL;
+}
+
+const char *zh_request_host(const struct zh_request *r, char *buf, size_t size)
+{
+    const char *p = r->url ? strstr(r->url, "://") : NULL;
+    if (!p || size == 0)
+        return "-";
+    p += 3;
+    size_t n = strcspn(p, "/?#");
+    const char *at = memchr(p, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - p);
+        p = at + 1;
+    }
+    if (n >= size)
+        n = size - 1;
+    memcpy(buf, p, n);
+    buf[n] = '\0';
+    return n ? buf : "-";
 }
 
 uint64_t zh_request_received(const struct zh_request *r)

@@ -134,6 +134,15 @@ bool zh_request_done(const struct zh_request *r);
 /* After ZH_REQ_EV_DONE: NULL on success, else the ZHTTP condition of the failure. */
 const char *zh_request_condition(const struct zh_request *r);
 
+/* Where and why a failed request failed (for the session's one failure line): the stage ("dns",
+ * "connect", "tls", "request", "response") and a reason (errno text, TLS reason, policy rule), or
+ * NULL when nothing was noted. */
+const char *zh_request_fail_stage(const struct zh_request *r);
+const char *zh_request_fail_reason(const struct zh_request *r);
+
+/* The current hop's host[:port] from its URL (no user info, path or query) in buf, or "-". */
+const char *zh_request_host(const struct zh_request *r, char *buf, size_t size);
+
 /* Response body bytes received so far (all of them, taken or not). */
 uint64_t zh_request_received(const struct zh_request *r);
 

@@ -251,7 +251,9 @@ def test_stream_max_size_exceeded_mid_body_is_a_cancel(daemon, zctx):
             if p.get("type"):
                 break
         assert p["type"] == b"cancel"
-    assert "max-size-exceeded after the response started; sending cancel" in d.log()
+    assert re.search(r"failed: role=client method=GET host=\S+ condition=max-size-exceeded "
+                     r"stage=response reason=\"body over the limit of \d+ bytes\" after the "
+                     r"response started; sending cancel", d.log()), d.log()
 
 
 def slow_body(conn, head, origin):

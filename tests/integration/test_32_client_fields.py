@@ -271,7 +271,8 @@ def test_timeout_field_is_session_timeout(daemon, zctx):
         # after the head: the requester learns it by a cancel
         err, head, body = fetch(rq, uri=o.url("/slow-body"), wait=5, **{"timeout": 400})
         assert head["code"] == 200 and err["type"] == b"cancel"
-    assert "session-timeout after the response started; sending cancel" in d.log()
+    assert re.search(r"condition=session-timeout stage=response reason=\"[^\"]+\" after the "
+                     r"response started; sending cancel", d.log()), d.log()
 
 
 def test_inactivity_limit_is_session_timeout(rundir, zctx):

@@ -37,7 +37,8 @@ def test_default_policy_denies_loopback_before_connecting(rundir, zctx):
                 err, head, body = fetch(rq, uri=f"http://{host}:{o.port}/")
                 assert err["type"] == b"error" and err["condition"] == b"policy-violation", host
             assert o.requests == []
-        assert "policy-violation: 127.0.0.1: internal address (loopback)" in d.log()
+        assert ('condition=policy-violation stage=connect reason="policy: 127.0.0.1: internal '
+                'address (loopback)"') in d.log()
     finally:
         d.stop()
 
@@ -127,7 +128,8 @@ def test_names_resolve_through_dns_servers_and_rebinding_is_caught(rundir, zctx)
             assert dns.count("origin.test", "A") >= 1
             assert dns.count("rebind.test", "A") >= 2
             log = d.log()
-            assert "address 127.0.0.2 of rebind.test denied" in log
-            assert "cannot resolve nxdomain.test" in log
+            assert ('condition=policy-violation stage=connect reason="policy: no address of '
+                    'rebind.test is allowed') in log
+            assert 'condition=remote-connection-failed stage=dns reason="nxdomain.test: ' in log
         finally:
             d.stop()

@@ -204,7 +204,8 @@ def test_queued_request_honours_its_timeout_field(daemon, zctx):
         assert rep["id"] == b"queued", rep
         assert rep["type"] == b"error" and rep["condition"] == b"session-timeout", rep
         assert o.conns == 1 and not o.peer_closed.is_set(), "the holder ended first"
-        d.wait_log(r"queued: its timeout elapsed \(waiting for a request slot\)")
+        d.wait_log(r"queued failed: role=client .*condition=session-timeout stage=request "
+                   r"reason=\"its timeout elapsed \(waiting for a request slot\)\"")
 
 
 @zhttpd_only("--workers is a zhttpd flag (one worker: the second request must wait)")
