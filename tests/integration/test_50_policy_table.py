@@ -4,7 +4,9 @@ Rows: rule form (policytable.RULES: exact, one-`*` wildcards, CIDR long and shor
 dotted netmask, IPv6/len, names) x config shape (defpolicy allow/deny/unset, deny_out_internal,
 allow_ipv6 on/off, allow_ignore_policies=false) x request path (req, stream, a redirect hop,
 connect-host, the uri host behind a connect-host, ignore-policies, names through the test DNS
-responder with A, AAAA, A+AAAA and CNAME answers) x target, each with its expected outcome.
+responder with A, AAAA, A+AAAA and CNAME answers; and for zhttpd the ws:// paths: ws, ws-connect-host,
+ws-ignore, ws-name-a, which go through client/connect instead of curl) x target, each with its
+expected outcome.
 
 Every row runs against one RecordingOrigin listening on 127.0.0.1, 127.0.0.2, 127.1.0.1 and ::1
 (same port), which records every TCP connection it accepts: a connection the row does not allow
@@ -131,6 +133,9 @@ def literal_rows(binary, cfg):
         if t not in reps:
             continue
         rows.append(Row(binary, cfg, "stream", t, exp, land))
+        if binary == "zhttpd":
+            rows.append(Row(binary, cfg, "ws", t, exp, land,
+                            pkt={"uri": f"ws://{t}:{{port}}/final"}))
         if allowed_v4:
             first = TARGETS[allowed_v4]
             rows.append(Row(binary, cfg, "redirect", t, exp, land, first_hop=first,
@@ -139,6 +144,10 @@ def literal_rows(binary, cfg):
             rows.append(Row(binary, cfg, "connect-host", t, exp, land, pkt={
                 "uri": f"http://{allowed_v4}:{{port}}/ch", "connect-host": t.strip("[]"),
                 "connect-port": "{port}"}))
+            if binary == "zhttpd":
+                rows.append(Row(binary, cfg, "ws-connect-host", t, exp, land, pkt={
+                    "uri": f"ws://{allowed_v4}:{{port}}/final", "connect-host": t.strip("[]"),
+                    "connect-port": "{port}"}))
             if not ok:
                 rows.append(Row(binary, cfg, "connect-host-uri", t, exp, (), pkt={
                     "uri": f"http://{t}:{{port}}/chu", "connect-host": allowed_v4,
@@ -148,6 +157,10 @@ def literal_rows(binary, cfg):
             ig_ok = cfg.shape.ignore_ok
             rows.append(Row(binary, cfg, "ignore", t, "ok" if ig_ok else PV,
                             (lands,) if ig_ok else (), pkt={"ignore-policies": True}))
+            if binary == "zhttpd" and t in reps:
+                rows.append(Row(binary, cfg, "ws-ignore", t, "ok" if ig_ok else PV,
+                                (lands,) if ig_ok else (),
+                                pkt={"ignore-policies": True, "uri": f"ws://{t}:{{port}}/final"}))
             if not ig_ok:
                 rows.append(Row(binary, cfg, "ignore-stream", t, PV, (),
                                 pkt={"ignore-policies": True}))
@@ -185,11 +198,11 @@ def name_rows(cfg):
             allowed = [c for c in usable if addr_allowed(cfg, c, host_allowed)]
             if not usable:
                 continue  # nothing to connect to: remote-connection-failed, not a policy row
-            if name_ok and allowed:
-                rows.append(Row("zhttpd", cfg, path, name, "ok",
-                                tuple(TARGETS[c] for c in allowed)))
-            else:
-                rows.append(Row("zhttpd", cfg, path, name, PV))
+            verdict = ("ok", tuple(TARGETS[c] for c in allowed)) if name_ok and allowed else (PV, ())
+            rows.append(Row("zhttpd", cfg, path, name, *verdict))
+            if path == "name-a":
+                rows.append(Row("zhttpd", cfg, "ws-name-a", name, *verdict,
+                                pkt={"uri": f"ws://{name}:{{port}}/final"}))
     return rows
 
 
@@ -363,6 +376,23 @@ def _stream(fl, pkt, timeout=10.0):
             return dict(head, body=body)
 
 
+def _ws(fl, pkt, timeout=10.0):
+    """A ws:// request on the stream socket. The recording origin answers the upgrade with its
+    200, so a row that reaches it gets error/rejected with code 200 (and the origin records the
+    connection); a refused one gets error/policy-violation."""
+    s = Session(fl.rq)
+    fields = {k.replace("-", "_"): v for k, v in pkt.items() if k not in ("method", "uri")}
+    s.start(pkt["method"], pkt["uri"], stream=None, credits=10 ** 6, **fields)
+    while True:
+        p = s.recv(timeout=timeout)
+        if p.get("type") in (b"keep-alive", b"credit"):
+            continue
+        assert p.get("type") == b"error", f"a ws row got {p!r}"
+        if p.get("condition") == b"rejected":
+            assert p.get("code") == 200, p
+        return p
+
+
 def _fill(v, port):
     return v.replace("{port}", str(port)) if isinstance(v, str) else v
 
@@ -391,6 +421,8 @@ def test_policy_row(row, fleet, origin):
     mark = origin.mark()
     if row.path.endswith("stream") or row.path == "stream":
         rep = _stream(fl, pkt)
+    elif row.path.startswith("ws"):
+        rep = _ws(fl, pkt)
     else:
         rep = fl.req.call(dict(pkt, id=uuid.uuid4().hex[:8]))
     # the daemon connects (if it does) before it replies, so the origin's sync() in since() sees

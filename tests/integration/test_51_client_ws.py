@@ -187,6 +187,9 @@ def test_subprotocol(daemon, zctx):
         head = ws.handshake()
         assert head.get("code") == 101
         assert header_values(head["headers"], "Sec-WebSocket-Protocol") == [b"chat"]
+        deadline = time.monotonic() + 5
+        while not o.events and time.monotonic() < deadline:  # the origin's handler runs after
+            time.sleep(0.02)                                  # it sent the 101
         assert o.events[0] == ("open", "/proto", "chat")
         hdrs = dict((k.lower(), v) for k, v in o.requests[0][1])
         assert hdrs["x-custom"] == "1"
@@ -294,3 +297,168 @@ def test_ws_on_req_socket_is_bad_request(daemon, zctx, origin):
                                              "uri": origin.url("/echo")})
     assert rep["type"] == b"error" and rep["condition"] == b"bad-request"
     assert origin.events == []
+
+
+# ---- bad input: a raw-socket origin ---------------------------------------------------------
+
+class RawOrigin:
+    """Answers one upgrade with a 101 (accept computed unless bad_accept), then sends `frames`
+    (raw bytes) and records the client's frames (unmasked) until its close frame or EOF."""
+
+    def __init__(self, frames=b"", bad_accept=False, masked_ok=True):
+        import socket
+        import threading
+        self.frames = frames
+        self.bad_accept = bad_accept
+        self.got = []  # (opcode, payload, masked)
+        self.request = b""
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1)
+        self.port = self.lsock.getsockname()[1]
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def url(self, path="/raw"):
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def _recv_exact(self, c, n):
+        b = b""
+        while len(b) < n:
+            d = c.recv(n - len(b))
+            if not d:
+                raise EOFError
+            b += d
+        return b
+
+    def _run(self):
+        import base64
+        import hashlib
+        self.lsock.settimeout(15)
+        c, _ = self.lsock.accept()
+        c.settimeout(15)
+        with c:
+            while b"\r\n\r\n" not in self.request:
+                self.request += c.recv(4096)
+            key = [ln.split(b":", 1)[1].strip() for ln in self.request.split(b"\r\n")
+                   if ln.lower().startswith(b"sec-websocket-key:")][0]
+            acc = base64.b64encode(hashlib.sha1(
+                key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            if self.bad_accept:
+                acc = base64.b64encode(b"x" * 20)
+            c.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                      b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+            if self.frames:
+                c.sendall(self.frames)
+            try:
+                while True:
+                    h = self._recv_exact(c, 2)
+                    op, masked, n = h[0] & 0x0f, bool(h[1] & 0x80), h[1] & 0x7f
+                    if n == 126:
+                        n = int.from_bytes(self._recv_exact(c, 2), "big")
+                    elif n == 127:
+                        n = int.from_bytes(self._recv_exact(c, 8), "big")
+                    mask = self._recv_exact(c, 4) if masked else b"\0\0\0\0"
+                    p = bytes(b ^ mask[i % 4] for i, b in enumerate(self._recv_exact(c, n)))
+                    self.got.append((op, p, masked, mask))
+                    if op == 8:
+                        break
+            except (EOFError, OSError):
+                pass
+
+    def close_code(self):
+        for op, p, _, _ in self.got:
+            if op == 8:
+                return int.from_bytes(p[:2], "big") if len(p) >= 2 else 1005
+        return None
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.t.join(15)
+        self.lsock.close()
+
+
+def frame(op, payload=b"", fin=True, rsv=0, mask=None, length=None):
+    b0 = (0x80 if fin else 0) | rsv | op
+    n = len(payload) if length is None else length
+    if n < 126:
+        h = bytes([b0, (0x80 if mask else 0) | n])
+    elif n < 65536:
+        h = bytes([b0, (0x80 if mask else 0) | 126]) + n.to_bytes(2, "big")
+    else:
+        h = bytes([b0, (0x80 if mask else 0) | 127]) + n.to_bytes(8, "big")
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        h += mask
+    return h + payload
+
+
+BAD_FRAMES = [
+    ("masked server frame", frame(1, b"hi", mask=b"\1\2\3\4"), 1002),
+    ("rsv bits", frame(1, b"hi", rsv=0x40), 1002),
+    ("fragmented ping", frame(9, b"p", fin=False), 1002),
+    ("ping over 125", frame(9, b"p" * 126), 1002),
+    ("continuation first", frame(0, b"x"), 1002),
+    ("new message inside one", frame(1, b"a", fin=False) + frame(1, b"b"), 1002),
+    ("unknown opcode", frame(3, b""), 1002),
+    ("bad utf-8", frame(1, b"\xc3\x28"), 1007),
+    ("utf-8 split bad", frame(1, b"\xe2\x82", fin=False) + frame(0, b"\x28"), 1007),
+    ("bad close code", frame(8, (999).to_bytes(2, "big")), 1002),
+    ("close reason not utf-8", frame(8, (1000).to_bytes(2, "big") + b"\xff"), 1007),
+    ("over 1 MiB", frame(2, b"", length=BIG + 1), 1009),
+]
+
+
+@zhttpd_only("RFC close codes for bad origin frames (Zurl closes without them)")
+@pytest.mark.parametrize("name,data,code", BAD_FRAMES, ids=[b[0] for b in BAD_FRAMES])
+def test_bad_origin_frames(daemon, zctx, name, data, code):
+    d = daemon()
+    with RawOrigin(data) as o:
+        ws = Ws(zctx, d, o.url())
+        assert ws.handshake().get("code") == 101
+        p = ws.next()
+        while p.get("type") is None and p.get("more"):  # a piece before the error
+            p = ws.next()
+        assert p.get("type") == b"cancel", p
+    assert o.close_code() == code, o.got
+    assert all(m for _, _, m, _ in o.got), "client frames must be masked"
+    ws.close()
+
+
+@zhttpd_only("handshake checks")
+def test_wrong_accept_fails_the_handshake(daemon, zctx):
+    d = daemon()
+    with RawOrigin(bad_accept=True) as o:
+        ws = Ws(zctx, d, o.url())
+        p = ws.handshake()
+        assert p.get("type") == b"error" and p.get("condition") == b"undefined-condition", p
+        ws.close()
+    assert "Sec-WebSocket-Accept" in d.log()
+
+
+@zhttpd_only("masking keys and refused handler packets")
+def test_masking_and_refused_handler_packets(daemon, zctx):
+    d = daemon()
+    with RawOrigin() as o:
+        ws = Ws(zctx, d, o.url())
+        assert ws.handshake().get("code") == 101
+        ws.send(b"\xff\xfe")                          # not UTF-8: refused
+        ws.s.send(type="ping", body=b"x" * 126)        # over 125: refused
+        ws.s.send(type="close", code=1005)             # may not be sent: refused
+        for i in range(4):
+            ws.send(b"m%d" % i)
+        ws.s.send(type="close", code=1000, body=b"bye")
+        p = ws.next(timeout=10)
+        assert p.get("type") in (b"cancel", b"close"), p  # the raw origin never answers the close
+    got = [(op, pl) for op, pl, _, _ in o.got]
+    assert got == [(1, b"m0"), (1, b"m1"), (1, b"m2"), (1, b"m3"),
+                   (8, (1000).to_bytes(2, "big") + b"bye")], got
+    keys = [m for _, _, _, m in o.got]
+    assert all(o.got[i][2] for i in range(len(o.got)))
+    assert len(set(keys)) == len(keys), f"mask keys repeat: {keys}"
+    log = d.log()
+    assert "not UTF-8: refused" in log and "over 125 bytes: refused" in log
+    assert "close code 1005" in log
+    ws.close()
