@@ -208,6 +208,18 @@ void zh_conn__flush(struct zh_conn *c)
     set_interest(c);
 }
 
+void zh_conn__log_failure(struct zh_conn *c, int status, const char *stage, const char *reason)
+{
+    char st[8];
+    snprintf(st, sizeof(st), "%d", status);
+    bool id = c->id_len && c->state != ZH_CONN_HEAD; /* in HEAD: no session yet for this request */
+    zh_info("conn %u-%u session %.*s failed: role=server method=%s host=%s status=%s stage=%s "
+            "reason=\"%s\"",
+            c->s->worker, c->slot, id ? (int)c->id_len : 1, id ? c->id : "-",
+            c->log_method[0] ? c->log_method : "-", c->log_host[0] ? c->log_host : "-",
+            status ? st : "-", stage, reason ? reason : "");
+}
+
 void zh_conn__response_done(struct zh_conn *c)
 {
     if (c->has_session)
@@ -220,6 +232,7 @@ void zh_conn__response_done(struct zh_conn *c)
     }
     /* Keep-alive: the next request (maybe already buffered: pipelining) gets a fresh id. */
     c->head_start_ms = zh_conn__now(c);
+    c->log_method[0] = c->log_host[0] = '\0';
     zh_conn__set_state(c, ZH_CONN_HEAD);
     zh_conn__flush(c);
     if (c->state == ZH_CONN_HEAD)
@@ -286,37 +299,39 @@ static void timer_cb(struct zh_timer *t, void *data)
     switch (c->state) {
     case ZH_CONN_HEAD:
         if (output_pending(c)) {
-            zh_info("conn %u-%u: client inactive for %u ms, closing", c->s->worker, c->slot,
-                    c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
-            zh_conn_close(c, NULL);
+            zh_debug("conn %u-%u: client inactive for %u ms, closing", c->s->worker, c->slot,
+                     c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
+            zh_conn_close(c, "client inactive");
         } else if (c->in_len == 0) {
             zh_info("conn %u-%u: no request within the head timeout (%u ms), closed", c->s->worker,
                     c->slot, head_limit_ms(c));
             zh_conn_close(c, NULL);
         } else {
-            zh_info("conn %u-%u: request head not complete within %u ms: 408", c->s->worker,
-                    c->slot, head_limit_ms(c));
+            zh_debug("conn %u-%u: request head not complete within %u ms: 408", c->s->worker,
+                     c->slot, head_limit_ms(c));
             c->minor = 1;
             c->is_head = false;
             zh_response_simple(c, 408, "request head timeout");
         }
         return;
     case ZH_CONN_BODY:
-        zh_info("session %.*s: request body not complete within %u ms: 408", (int)c->id_len, c->id,
-                cfg->req_timeout_ms);
+        zh_debug("session %.*s: request body not complete within %u ms: 408", (int)c->id_len, c->id,
+                 cfg->req_timeout_ms);
         zh_response_simple(c, 408, "request body timeout");
         return;
     case ZH_CONN_REQUEST:
     case ZH_CONN_RESPONSE:
         if (c->req_mode && c->state == ZH_CONN_REQUEST) {
-            zh_info("session %.*s: no answer from the handler within %u ms: 504", (int)c->id_len,
-                    c->id, cfg->req_timeout_ms);
+            zh_debug("session %.*s: no answer from the handler within %u ms: 504", (int)c->id_len,
+                     c->id, cfg->req_timeout_ms);
             zh_response_simple(c, 504, "handler timed out");
             return;
         }
         if (c->has_session && !c->req_mode && zh_session_expired(&c->sess, now)) {
-            zh_info("session %.*s: handler silent for %u ms, expired", (int)c->id_len, c->id,
-                    c->sess.params.expiry_ms);
+            zh_debug("session %.*s: handler silent for %u ms, expired", (int)c->id_len, c->id,
+                     c->sess.params.expiry_ms);
+            if (c->state != ZH_CONN_REQUEST)
+                zh_conn__log_failure(c, 0, "handler", "handler silent: session expired");
             zh_handler_cancel(c);
             if (c->state == ZH_CONN_REQUEST)
                 zh_response_simple(c, 504, "handler timed out");
@@ -324,9 +339,9 @@ static void timer_cb(struct zh_timer *t, void *data)
                 zh_conn_close(c, "session expired");
             return;
         }
-        zh_info("conn %u-%u: client inactive for %u ms, closing", c->s->worker, c->slot,
-                c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
-        zh_conn_close(c, NULL);
+        zh_debug("conn %u-%u: client inactive for %u ms, closing", c->s->worker, c->slot,
+                 c->req_mode ? cfg->req_timeout_ms : cfg->stream_timeout_ms);
+        zh_conn_close(c, "client inactive");
         return;
     case ZH_CONN_WS:
         zh_wsmode_timer(c, now);
@@ -345,8 +360,11 @@ void zh_conn_close(struct zh_conn *c, const char *why)
 {
     if (c->state == ZH_CONN_CLOSED)
         return;
-    if (c->has_session)
+    if (c->has_session) {
+        zh_conn__log_failure(c, 0, c->state == ZH_CONN_BODY ? "request" : "response",
+                             why ? why : "the client closed the connection");
         zh_handler_cancel(c); /* the client went away (or we gave up) mid-session */
+    }
     if (why)
         zh_debug("conn %u-%u closed: %s", c->s->worker, c->slot, why);
     if (c->in_hs)
@@ -423,7 +441,7 @@ static bool tls_start(struct zh_conn *c)
             return false;
         c->tls_sniffed = true;
         if (r == ZH_STREAM_SNIFF_PLAIN) {
-            zh_info("conn %u-%u: plain HTTP on a TLS port: 400", c->s->worker, c->slot);
+            zh_conn__log_failure(c, 400, "tls", "plain HTTP on a TLS port");
             zh_conn__queue(c, ZH_TLS_PLAIN_HTTP_RESPONSE, sizeof(ZH_TLS_PLAIN_HTTP_RESPONSE) - 1);
             zh_conn__set_state(c, ZH_CONN_CLOSING);
             zh_conn__flush(c);
@@ -471,7 +489,7 @@ static void conn_read(struct zh_conn *c)
             break;
         if (r < 0) {
             if (zh_stream_is_tls(&c->st) && r == -EPROTO)
-                zh_info("conn %u-%u: TLS: %s", c->s->worker, c->slot, zh_stream_error(&c->st, r));
+                zh_conn__log_failure(c, 0, "tls", zh_stream_error(&c->st, r));
             zh_conn_close(c, zh_stream_error(&c->st, r));
             return;
         }

@@ -70,7 +70,9 @@ struct zh_conn {
     uint64_t req_deadline_ms; /* req mode: the handler must have answered by then */
     uint64_t closing_ms;      /* when closing began (the linger time counts from it) */
     uint64_t sess_start_ms;   /* when the request went to the handler (duration metrics) */
-    unsigned served;          /* requests started on this connection */
+    char log_method[16];      /* the request's method and host, for its failure line */
+    char log_host[128];
+    unsigned served; /* requests started on this connection */
 
     /* input: one buffer, grown only for a large head or a req-mode body */
     char *in;
@@ -222,6 +224,11 @@ void zh_conn__process(struct zh_conn *c);
 /* The response has been handed over in full: end the session, then close or wait for the next
  * request. */
 void zh_conn__response_done(struct zh_conn *c);
+
+/* The one failure line of a request (at info): role, connection, session id, method and host
+ * (never the query string or a header value), status (0 = none written), stage ("tls",
+ * "request", "handler", "response") and reason. */
+void zh_conn__log_failure(struct zh_conn *c, int status, const char *stage, const char *reason);
 
 /* ---- input.c: the request head and body bytes ---- */
 

@@ -122,7 +122,7 @@ void zh_handler_on_undelivered(struct zh_conn *c, enum zh_zsock sock)
     if (!c->has_session)
         return;
     if (sock == ZH_ZS_S_OUT_STREAM) {
-        zh_info("session %.*s: handler '%s' unreachable", (int)c->id_len, c->id, c->sess.peer);
+        zh_debug("session %.*s: handler '%s' unreachable", (int)c->id_len, c->id, c->sess.peer);
         zh_handler_session_end(c); /* no cancel: it could not reach the handler either */
         if (c->state == ZH_CONN_REQUEST)
             zh_response_simple(c, 502, "handler went away");
@@ -133,8 +133,8 @@ void zh_handler_on_undelivered(struct zh_conn *c, enum zh_zsock sock)
     /* The first packet: no handler took it within --handler-wait, and it was never sent. */
     if (c->state != ZH_CONN_REQUEST)
         return;
-    zh_info("session %.*s: no handler took the request within %u ms: 503", (int)c->id_len, c->id,
-            c->s->cfg.handler_wait_ms);
+    zh_debug("session %.*s: no handler took the request within %u ms: 503", (int)c->id_len, c->id,
+             c->s->cfg.handler_wait_ms);
     zh_handler_session_end(c);
     zh_response_simple(c, 503, "no handler available");
 }

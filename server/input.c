@@ -40,6 +40,17 @@ void zh_input_request_fields(struct zh_conn *c, struct zh_zhttp_packet *p,
                              const struct zh_http1_framing *f, struct zh_buf *uri)
 {
     zh_input_build_uri(c, f, uri);
+    size_t mn = c->req.method.len < sizeof(c->log_method) - 1 ? c->req.method.len
+                                                              : sizeof(c->log_method) - 1;
+    memcpy(c->log_method, c->req.method.p, mn);
+    c->log_method[mn] = '\0';
+    const char *h = strstr(zh_buf_cstr(uri), "://");
+    h = h ? h + 3 : "";
+    size_t hn = strcspn(h, "/?#");
+    if (hn > sizeof(c->log_host) - 1)
+        hn = sizeof(c->log_host) - 1;
+    memcpy(c->log_host, h, hn);
+    c->log_host[hn] = '\0';
     p->method = (struct zh_span){(const uint8_t *)c->req.method.p, c->req.method.len};
     p->uri = (struct zh_span){uri->data, uri->len};
     p->has |= ZH_ZF_HEADERS;
@@ -103,8 +114,8 @@ int zh_input_decode_chunked(struct zh_conn *c)
         struct zh_http1_span sp = {0};
         int r = zh_http1_chunked_feed(&c->chunked, c->in + at, c->in_len - at, &used, &sp);
         if (r == ZH_PARSE_ERROR) {
-            zh_info("conn %u-%u: bad chunked body: %s", c->s->worker, c->slot,
-                    zh_http1_strerror(c->chunked.err));
+            zh_debug("conn %u-%u: bad chunked body: %s", c->s->worker, c->slot,
+                     zh_http1_strerror(c->chunked.err));
             zh_handler_cancel(c);
             zh_response_simple(c, zh_http1_err_status(c->chunked.err),
                                zh_http1_strerror(c->chunked.err));
@@ -162,15 +173,15 @@ void zh_input_head(struct zh_conn *c)
     c->minor = 1;
     c->is_head = false;
     if (r == ZH_PARSE_ERROR) {
-        zh_info("conn %u-%u: bad request: %s", c->s->worker, c->slot,
-                zh_http1_strerror(c->req.err));
+        zh_debug("conn %u-%u: bad request: %s", c->s->worker, c->slot,
+                 zh_http1_strerror(c->req.err));
         zh_response_simple(c, zh_http1_err_status(c->req.err), zh_http1_strerror(c->req.err));
         return;
     }
     struct zh_http1_framing f;
     c->minor = c->req.minor_version;
     if (zh_http1_req_framing(&c->req, hdrs, nh, &f) == ZH_PARSE_ERROR) {
-        zh_info("conn %u-%u: bad request: %s", c->s->worker, c->slot, zh_http1_strerror(f.err));
+        zh_debug("conn %u-%u: bad request: %s", c->s->worker, c->slot, zh_http1_strerror(f.err));
         zh_response_simple(c, zh_http1_err_status(f.err), zh_http1_strerror(f.err));
         return;
     }
@@ -194,8 +205,8 @@ void zh_input_head(struct zh_conn *c)
         refuse = "expectation not supported";
     }
     if (refuse) {
-        zh_info("conn %u-%u: %.*s refused: %d %s", c->s->worker, c->slot, (int)c->req.method.len,
-                c->req.method.p, status, refuse);
+        zh_debug("conn %u-%u: %.*s refused: %d %s", c->s->worker, c->slot, (int)c->req.method.len,
+                 c->req.method.p, status, refuse);
         c->is_head = c->req.method.len == 4 && memcmp(c->req.method.p, "HEAD", 4) == 0;
         zh_response_simple(c, status, refuse);
         return;

@@ -13,9 +13,9 @@
 
 static void refuse_too_large(struct zh_conn *c, uint64_t size, bool known)
 {
-    zh_info("session %.*s: request body %s%llu bytes is over --body-buffer-size (%zu): 413",
-            (int)c->id_len, c->id, known ? "of " : "past ", (unsigned long long)size,
-            c->s->cfg.body_buffer_size);
+    zh_debug("session %.*s: request body %s%llu bytes is over --body-buffer-size (%zu): 413",
+             (int)c->id_len, c->id, known ? "of " : "past ", (unsigned long long)size,
+             c->s->cfg.body_buffer_size);
     zh_handler_session_end(c);
     zh_response_simple(c, 413, "request body too large");
 }
@@ -141,9 +141,9 @@ void zh_reqmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, st
         return;
     }
     if (p->type == ZH_ZHTTP_ERROR || p->type == ZH_ZHTTP_CANCEL) {
-        zh_info("session %.*s: handler sent %s%s%.*s: 502", (int)c->id_len, c->id,
-                zh_zhttp_type_name(p->type), p->condition.p ? " " : "", (int)p->condition.n,
-                p->condition.p ? (const char *)p->condition.p : "");
+        zh_debug("session %.*s: handler sent %s%s%.*s: 502", (int)c->id_len, c->id,
+                 zh_zhttp_type_name(p->type), p->condition.p ? " " : "", (int)p->condition.n,
+                 p->condition.p ? (const char *)p->condition.p : "");
         zh_handler_session_end(c);
         zh_response_simple(c, 502, "handler failed the request");
         return;
@@ -154,7 +154,7 @@ void zh_reqmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, st
         return;
     }
     if ((p->has & ZH_ZF_MORE) && p->more) {
-        zh_info("session %.*s: req-mode answer with more=true: 502", (int)c->id_len, c->id);
+        zh_debug("session %.*s: req-mode answer with more=true: 502", (int)c->id_len, c->id);
         zh_handler_session_end(c);
         zh_response_simple(c, 502, "invalid response from handler");
         return;
@@ -162,8 +162,8 @@ void zh_reqmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, st
     int code = zh_response_status(p);
     if (code < 200) {
         if (code < 0)
-            zh_info("session %.*s: handler sent status %lld, outside 100-599: 502", (int)c->id_len,
-                    c->id, (long long)p->code);
+            zh_debug("session %.*s: handler sent status %lld, outside 100-599: 502", (int)c->id_len,
+                     c->id, (long long)p->code);
         else
             zh_response_interim(c, p, code); /* refuses (and logs) any 1xx in req mode */
         zh_handler_session_end(c);
@@ -171,7 +171,7 @@ void zh_reqmode_on_packet(struct zh_conn *c, const struct zh_zhttp_packet *p, st
         return;
     }
     if (zh_response_head(c, p, false) < 0) {
-        zh_info("session %.*s: handler sent an invalid response head: 502", (int)c->id_len, c->id);
+        zh_debug("session %.*s: handler sent an invalid response head: 502", (int)c->id_len, c->id);
         zh_handler_session_end(c);
         zh_response_simple(c, 502, "invalid response from handler");
         return;

@@ -15,6 +15,7 @@
 
 void zh_response_simple(struct zh_conn *c, int status, const char *text)
 {
+    zh_conn__log_failure(c, status, status >= 500 ? "handler" : "request", text);
     zh_metric_status(ZH_M_S_RESP_1, status);
     zh_handler_session_end(c);
     c->keep_alive = false;
@@ -141,7 +142,7 @@ int zh_response_interim(struct zh_conn *c, const struct zh_zhttp_packet *p, int 
     else if (p->body.n > 0)
         refuse = "a 1xx has no body";
     if (refuse) {
-        zh_info("session %.*s: handler sent %d: %s: 502", (int)c->id_len, c->id, code, refuse);
+        zh_debug("session %.*s: handler sent %d: %s: 502", (int)c->id_len, c->id, code, refuse);
         return -1;
     }
     /* RFC 9110 section 15.2: never to an HTTP/1.0 client; a 100 only to a client that asked for it
@@ -172,7 +173,7 @@ int zh_response_interim(struct zh_conn *c, const struct zh_zhttp_packet *p, int 
     struct zh_buf b = {0};
     if (zh_http1_write_response_head(&b, &r) < 0) {
         zh_buf_free(&b);
-        zh_info("session %.*s: handler sent an invalid %d head: 502", (int)c->id_len, c->id, code);
+        zh_debug("session %.*s: handler sent an invalid %d head: 502", (int)c->id_len, c->id, code);
         return -1;
     }
     if (code == 100)

@@ -116,8 +116,8 @@ void zh_streammode_apply(struct zh_conn *c, const struct zh_zhttp_packet *p)
         if (c->state == ZH_CONN_REQUEST) {
             int code = zh_response_status(p);
             if (code < 0) {
-                zh_info("session %.*s: handler sent status %lld, outside 100-599: 502",
-                        (int)c->id_len, c->id, (long long)p->code);
+                zh_debug("session %.*s: handler sent status %lld, outside 100-599: 502",
+                         (int)c->id_len, c->id, (long long)p->code);
                 zh_handler_cancel(c);
                 zh_response_simple(c, 502, "invalid response from handler");
                 return;
@@ -136,8 +136,8 @@ void zh_streammode_apply(struct zh_conn *c, const struct zh_zhttp_packet *p)
             /* Answered before the body was asked for: no 100 Continue (the body is not read). */
             c->expect_continue = false;
             if (zh_response_head(c, p, more) < 0) {
-                zh_info("session %.*s: handler sent an invalid response head", (int)c->id_len,
-                        c->id);
+                zh_debug("session %.*s: handler sent an invalid response head", (int)c->id_len,
+                         c->id);
                 zh_handler_cancel(c);
                 zh_response_simple(c, 502, "invalid response from handler");
                 return;

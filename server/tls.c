@@ -462,7 +462,7 @@ static void refuse(struct zh_stream *st, const char *what, const char *name, con
     zh_log_escape(esc, sizeof(esc), name, strlen(name));
     snprintf(why, sizeof(why), "%s '%s'%s", what, esc, tail);
     zh_stream_tls_refuse(st, why);
-    zh_warn("tls: handshake refused: %s", why);
+    zh_debug("tls: handshake refused: %s", why); /* the connection's failure line says it */
 }
 
 /* The servername callback of the base context. OpenSSL calls it for every ClientHello, with or

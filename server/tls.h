@@ -5,8 +5,9 @@
  * client's SNI name picks the identity: the exact name first, then `_.PARENT` for a name one label
  * below PARENT (`_.example.com` serves `a.example.com`, not `example.com` nor `a.b.example.com`),
  * then the listener's default-cert=NAME. With no match the handshake fails with an
- * unrecognized_name alert and a warning. TLS 1.2 minimum, OpenSSL's default server ciphers, no
- * compression, no renegotiation, session tickets on. See docs/internals/tls.md. */
+ * unrecognized_name alert (the connection's failure line names it). TLS 1.2 minimum, OpenSSL's
+ * default server ciphers, no compression, no renegotiation, session tickets on. See
+ * docs/internals/tls.md. */
 #ifndef ZH_SERVER_TLS_H
 #define ZH_SERVER_TLS_H
 
@@ -49,8 +50,8 @@ void zh_tls_store_free(struct zh_tls_store *s);
  * identity is chosen by the client's SNI name (zh_stream_tls_name(), zh_stream_tls_identity()),
  * else default_cert, the listener's default-cert NAME (NULL = none; copied). The session holds a
  * reference on the store. Nothing is read or written here; the handshake runs inside the stream's
- * calls. A refused SNI name is logged as a warning, other handshake failures at info. Returns 0, or
- * a negative code when OpenSSL cannot allocate (logged). */
+ * calls. Every handshake failure (a refused SNI name too) is one info line of the connection.
+ * Returns 0, or a negative code when OpenSSL cannot allocate (logged). */
 int zh_tls_accept(struct zh_tls_store *s, const char *default_cert, struct zh_stream *st);
 
 /* ---- plain HTTP on a TLS port (see zh_stream_sniff()) ---- */

@@ -142,7 +142,8 @@ def test_tls_listener_two_sni_names_https_uri_and_plain_http_gets_400(rundir, zc
         assert r.status == 400 and b"plain HTTP sent to an HTTPS port" in r.body
         assert p.closed_by_peer()
         p.close()
-        d.wait_log(r"plain HTTP on a TLS port: 400")
+        d.wait_log(r"failed: role=server method=- host=- status=400 stage=tls "
+                   r"reason=\"plain HTTP on a TLS port\"")
         assert h.no_request(200)
     finally:
         h.close()

@@ -84,3 +84,71 @@ def test_each_client_failure_stage_logs_exactly_one_line(rundir, zctx, client_da
                       r"condition=%s stage=%s reason=\"(%s)\"$"
                       % (cid, method, re.escape(host), cond, stage, why), lines[0])
         assert m, (cid, lines[0])
+
+
+def test_each_server_failure_stage_logs_exactly_one_line(rundir, zctx, tmp_path):
+    from srvkit import HttpConn, StreamHandler, get
+    from test_15_server_listeners import make_identity
+    import ssl
+    import time
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    make_identity(ids, "one.test", "one.test")
+    port, tls_port, lone = free_port(), free_port(), free_port()
+    d = Zhttpd(["--workers", "1", "--log-level", "2", "--handler-wait", "0.3",
+                "--listen", f"127.0.0.1:{port}", "--listen", f"127.0.0.1:{tls_port},tls",
+                "--zclient-stream", f"ipc://{rundir}/hs", "--tls-identities-dir", ids,
+                "--listen", f"127.0.0.1:{lone},req", "--zclient-req", f"ipc://{rundir}/nobody"],
+               rundir).start()
+    h = StreamHandler(zctx, f"ipc://{rundir}/hs")
+    try:
+        # request: a malformed request line
+        c = HttpConn(port)
+        c.send(b"GET /p?%s HTTP/1.1 extra\r\nHost: a.test\r\n\r\n" % SECRET.encode())
+        assert c.read_response().status == 400
+        c.close()
+        # handler: nobody on the req-mode handler socket -> 503 after --handler-wait
+        c = HttpConn(lone)
+        c.send(get(f"/p?{SECRET}", host="b.test"))
+        assert c.read_response().status == 503
+        c.close()
+        # response: the client leaves while the handler holds the request
+        c = HttpConn(port)
+        c.send(get(f"/p?{SECRET}", host="c.test"))
+        r = h.recv_request()
+        h.ack(r["id"])
+        time.sleep(0.3)
+        c.close()
+        assert h.wait_router(lambda p: p.get("type") == b"cancel")[0]
+        # tls: an SNI name with no identity and no default-cert
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        raw = socket.create_connection(("127.0.0.1", tls_port), timeout=5)
+        with pytest.raises(ssl.SSLError):
+            ctx.wrap_socket(raw, server_hostname="nobody.test")
+        raw.close()
+        d.wait_log(r"stage=tls")
+        time.sleep(0.3)
+    finally:
+        h.close()
+        d.stop()
+    log = d.log()
+    assert SECRET not in log, log
+    fails = [ln for ln in log.splitlines() if " failed: role=server " in ln]
+    want = [
+        r"session - failed: role=server method=- host=- status=400 stage=request reason=\".+\"",
+        r"session 0-\d+-\w+ failed: role=server method=GET host=b\.test status=503 "
+        r"stage=handler reason=\"no handler available\"",
+        r"session 0-\d+-\w+ failed: role=server method=GET host=c\.test status=- "
+        r"stage=response reason=\".+\"",
+        r"session - failed: role=server method=- host=- status=- stage=tls "
+        r"reason=\".*nobody\.test.*\"",
+    ]
+    assert len(fails) == len(want), fails
+    for pat, line in zip(want, fails):
+        assert re.search(pat, line), (pat, line)
+    # nothing else at info or above about these four
+    other = [ln for ln in log.splitlines() if re.search(r"\[(INFO|WARN)\] \[w0\]", ln) and
+             " failed: " not in ln]
+    assert other == [], other
