@@ -30,8 +30,8 @@ struct zh_listen_spec {
 
 struct zh_listener;
 
-/* Bind and listen on every spec now (so errors are startup errors). workers[i] receive connections.
- */
+/* Bind and listen on every spec now (so errors are startup errors). workers[i] receive connections;
+ * the listener keeps the workers array itself (not a copy): it must outlive the listener. */
 struct zh_listener *zh_listener_new(const struct zh_listen_spec *specs, size_t n,
                                     struct zh_server *const *workers, unsigned nworkers,
                                     struct zh_buf *err);
