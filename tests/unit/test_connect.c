@@ -37,6 +37,7 @@
 #include "client/policy.h"
 #include "client/resolver.h"
 #include "shared/proto/mem.h"
+#include "harness.h"
 #include "shared/rt/loop.h"
 
 /* ---- a minimal DNS responder: A records from a fixed table, NXDOMAIN otherwise ---- */
@@ -355,7 +356,7 @@ static struct zh_loop *loop;
 static struct zh_resolver *resolver;
 static struct zh_policy *policy;
 static struct zh_connect_ctx *ctx;
-static struct zh_timer watchdog, stopper;
+static struct th_loop tl; /* the loop runner: loop = tl.loop, with its watchdog */
 
 static struct outcome {
     bool called;
@@ -400,20 +401,6 @@ static void on_done(struct zh_connect *cn, struct zh_connect_result *res, void *
     zh_loop_stop(loop);
 }
 
-static void watchdog_cb(struct zh_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    fail_msg("watchdog: the loop hung");
-}
-
-static void stopper_cb(struct zh_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    zh_loop_stop(loop);
-}
-
 static struct zh_policy *make_policy(enum zh_policy_default def, const char *allow,
                                      const char *deny)
 {
@@ -454,10 +441,8 @@ static int setup(void **state)
     assert_int_equal(0, pipe(dns.stop));
     assert_int_equal(0, pthread_create(&dns.thread, NULL, dns_thread, NULL));
 
-    loop = zh_loop_new();
-    zh_timer_init(&watchdog, watchdog_cb, NULL);
-    zh_timer_init(&stopper, stopper_cb, NULL);
-    zh_loop_timer_start(loop, &watchdog, 10000);
+    th_loop_init(&tl, 10000);
+    loop = tl.loop;
     char server[32];
     snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)dns.port);
     const char *servers[1] = {server};
@@ -491,13 +476,10 @@ static int teardown(void **state)
     release_outcomes();
     zh_connect_ctx_free(ctx);
     zh_policy_free(policy);
-    zh_loop_timer_stop(loop, &watchdog);
-    zh_loop_timer_start(loop, &stopper, 1);
-    zh_loop_run(loop);
+    th_run_for(&tl, 1); /* deferred frees, before the resolver goes */
     zh_resolver_free(resolver);
-    zh_loop_timer_stop(loop, &stopper);
-    assert_int_equal(0, zh_loop_io_count(loop));
-    zh_loop_free(loop);
+    th_loop_fini(&tl); /* asserts that no io watcher is left */
+    loop = NULL;
     assert_int_equal(1, write(dns.stop[1], "x", 1));
     pthread_join(dns.thread, NULL);
     close(dns.fd);
@@ -525,8 +507,7 @@ static void wait_calls(int n)
 
 static void run_for(uint64_t ms)
 {
-    zh_loop_timer_start(loop, &stopper, ms);
-    zh_loop_run(loop);
+    th_run_for(&tl, ms);
 }
 
 static void assert_failed(const struct outcome *o, const char *condition)

@@ -21,14 +21,15 @@
 #include <unistd.h>
 
 #include "shared/proto/mem.h"
+#include "harness.h"
 #include "shared/rt/loop.h"
 #include "shared/rt/timerwheel.h"
 
 #define WATCHDOG_MS 5000
 #define MAX_LOG     64
 
-static struct zh_loop *loop;
-static struct zh_timer watchdog;
+static struct zh_loop *loop; /* tl.loop */
+static struct th_loop tl;    /* the harness runner: the loop and its watchdog */
 
 /* An ordered log of small integers, one per callback, to check call order. */
 static struct {
@@ -50,21 +51,12 @@ static void assert_log(const int *want, int n)
     }
 }
 
-static void watchdog_cb(struct zh_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    fail_msg("loop test did not finish within %d ms", WATCHDOG_MS);
-}
-
 static int setup(void **state)
 {
     (void)state;
     memset(&order_log, 0, sizeof(order_log));
-    loop = zh_loop_new();
-    assert_non_null(loop);
-    zh_timer_init(&watchdog, watchdog_cb, NULL);
-    zh_loop_timer_start(loop, &watchdog, WATCHDOG_MS);
+    th_loop_init(&tl, WATCHDOG_MS);
+    loop = tl.loop;
     alarm(20); /* last resort if the loop never returns to run timers */
     return 0;
 }
@@ -73,11 +65,9 @@ static int teardown(void **state)
 {
     (void)state;
     alarm(0);
-    unsigned left = zh_loop_io_count(loop);
-    zh_loop_timer_stop(loop, &watchdog);
-    zh_loop_free(loop);
+    assert_int_equal(zh_loop_io_count(loop), 0); /* before any further turn */
+    th_loop_fini(&tl);
     loop = NULL;
-    assert_int_equal(left, 0);
     return 0;
 }
 

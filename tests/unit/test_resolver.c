@@ -26,6 +26,7 @@
 
 #include "client/resolver.h"
 #include "shared/proto/mem.h"
+#include "harness.h"
 #include "shared/rt/loop.h"
 
 /* ---- the DNS responder ---- */
@@ -321,7 +322,7 @@ static void dns_stop(void)
 
 static struct zh_loop *loop;
 static struct zh_resolver *res;
-static struct zh_timer watchdog, stopper;
+static struct th_loop tl; /* the loop runner: loop = tl.loop, with its watchdog */
 static char server[32];
 
 #define MAX_RESULTS 16
@@ -357,20 +358,6 @@ static void on_resolved(struct zh_resolve_req *req, int status, const union zh_s
         zh_loop_stop(loop);
 }
 
-static void watchdog_cb(struct zh_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    fail_msg("watchdog: the loop hung");
-}
-
-static void stopper_cb(struct zh_timer *t, void *data)
-{
-    (void)t;
-    (void)data;
-    zh_loop_stop(loop);
-}
-
 static struct zh_resolver *make_resolver(bool ipv6, unsigned cache_max, uint32_t ttl_max,
                                          uint32_t timeout_ms)
 {
@@ -400,11 +387,8 @@ static int setup(void **state)
     alarm(30);
     dns_start();
     snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)dns.port);
-    loop = zh_loop_new();
-    assert_non_null(loop);
-    zh_timer_init(&watchdog, watchdog_cb, NULL);
-    zh_timer_init(&stopper, stopper_cb, NULL);
-    zh_loop_timer_start(loop, &watchdog, 8000);
+    th_loop_init(&tl, 8000);
+    loop = tl.loop;
     res = make_resolver(false, 0, 300, 0);
     memset(results, 0, sizeof(results));
     ncalled = 0;
@@ -416,13 +400,9 @@ static int teardown(void **state)
 {
     (void)state;
     zh_resolver_free(res);
-    zh_loop_timer_stop(loop, &watchdog);
-    zh_loop_timer_stop(loop, &stopper);
     /* One more turn lets deferred frees run; then nothing may be left registered. */
-    zh_loop_timer_start(loop, &stopper, 1);
-    zh_loop_run(loop);
-    assert_int_equal(0, zh_loop_io_count(loop));
-    zh_loop_free(loop);
+    th_loop_fini(&tl);
+    loop = NULL;
     dns_stop();
     alarm(0);
     return 0;
@@ -451,8 +431,7 @@ static void wait_calls(int n)
 static void run_for(uint64_t ms)
 {
     want_calls = 1 << 30;
-    zh_loop_timer_start(loop, &stopper, ms);
-    zh_loop_run(loop);
+    th_run_for(&tl, ms);
 }
 
 static void assert_v4(const struct result *r, size_t i, const char *ip)
