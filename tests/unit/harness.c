@@ -220,7 +220,8 @@ void th_bridge_init(struct th_bridge *tb, struct zh_loop *loop, bool server_role
 
 void th_bridge_fini(struct th_bridge *tb)
 {
-    zh_zport_free(tb->port);
+    if (tb->port)
+        zh_zport_free(tb->port);
     zh_zbridge_free(tb->b);
     nftw(tb->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
     memset(tb, 0, sizeof(*tb));

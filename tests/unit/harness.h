@@ -92,7 +92,8 @@ struct th_bridge {
  * ipc paths in a fresh temporary directory, one worker, and worker 0's port on loop. */
 void th_bridge_init(struct th_bridge *tb, struct zh_loop *loop, bool server_role);
 
-/* Free the port, the bridge and its directory; messages not taken are dropped. */
+/* Free the port (if the test did not free it and set it NULL, e.g. to let a zh_worker make its
+ * own), the bridge and its directory; messages not taken are dropped. */
 void th_bridge_fini(struct th_bridge *tb);
 
 /* Take the next message worker 0 sent to sock, or NULL. */
