@@ -8,6 +8,7 @@
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
 #include "shared/proto/tnetstring.h"
+#include "shared/rt/accesslog.h"
 #include "shared/rt/log.h"
 #include "shared/rt/metrics.h"
 #include "shared/rt/zroute.h"
@@ -417,11 +418,38 @@ static void log_failure(struct csess *s, const char *condition, const char *stag
 
 /* The exchange failed with condition: before the response started the requester gets an error
  * with the condition; after, a cancel (ZHTTP.md §6). One line says why (log_failure). */
+/* The session's access log line (--access-log). */
+static void access_log(struct csess *s, const char *outcome)
+{
+    if (!zh_accesslog_on() || s->quiet)
+        return;
+    char host[256], sess[2 * ZH_ZHTTP_MAX_ID_LEN + 2];
+    snprintf(sess, sizeof(sess), "%s/%s", s->from, s->id);
+    const char *url = s->req ? zh_request_url(s->req) : NULL;
+    const char *path = url ? strstr(url, "://") : NULL;
+    path = path ? path + 3 + strcspn(path + 3, "/?#") : NULL;
+    uint64_t now = zh_loop_now(s->c->loop);
+    struct zh_accesslog_entry e = {
+        .role = "client",
+        .peer = s->from,
+        .session = sess,
+        .method = s->req ? zh_request_method(s->req) : NULL,
+        .host = s->req ? zh_request_host(s->req, host, sizeof(host)) : NULL,
+        .path = path,
+        .status = s->code,
+        .bytes = s->req ? zh_request_received(s->req) : 0,
+        .duration_ms = now - s->started_at,
+        .outcome = outcome,
+    };
+    zh_accesslog_write(&e);
+}
+
 static void fail_at(struct csess *s, const char *condition, const char *stage, const char *reason)
 {
     if (s->state == CS_CLOSED)
         return;
     log_failure(s, condition, stage, reason);
+    access_log(s, condition);
     if (s->state == CS_RESPONDING) {
         send_pkt(s, reply(s->c, ZH_ZHTTP_CANCEL));
     } else {
@@ -480,6 +508,7 @@ static void send_data(struct csess *s, size_t n, bool last)
 static void finish_ok(struct csess *s)
 {
     zh_metric_status(ZH_M_C_RESP_1, s->code);
+    access_log(s, "ok");
     zh_metric_observe(ZH_MH_C_TOTAL, zh_loop_now(s->c->loop) - s->started_at);
     zh_debug("session %s/%s: %s %s done, %llu body bytes", s->from, s->id,
              zh_request_method(s->req), zh_request_url(s->req),

@@ -103,6 +103,9 @@ static const struct opt opts[] = {
      "Zurl's name for id (empty = default)", NULL},
     {"workers", "workers", SEC_BOTH, T_INT, G_GENERAL, OFF(workers), 0, 1, ZH_CONFIG_WORKERS_MAX,
      NULL, "N", "Number of worker threads [default: number of online CPUs]", NULL},
+    {"access-log", "access_log", SEC_BOTH, T_STR, G_GENERAL, OFF(access_log), 0, 0, 0, NULL,
+     "FILE|-", "Append one line per finished request (both roles) to FILE, or stdout with '-'; "
+     "SIGHUP reopens it (log rotation) [default: off]", NULL},
     {"metrics", "metrics", SEC_BOTH, T_STR, G_GENERAL, OFF(metrics), 0, 0, 0, NULL, "[ADDR:]PORT",
      "Serve Prometheus metrics at http://ADDR:PORT/metrics (ADDR defaults to 127.0.0.1; "
      "[::1]:PORT for IPv6) [default: off]", check_metrics},

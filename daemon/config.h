@@ -173,6 +173,7 @@ struct zh_config {
     int64_t shutdown_timeout_ms; /* graceful drain on SIGTERM (10 s), 0 = cancel at once */
     char *config_file;           /* the --config path, NULL if none */
     char *metrics;               /* --metrics [addr:]port, NULL = off */
+    char *access_log;            /* --access-log FILE or "-" (stdout), NULL = off */
     bool test_config;            /* -t / --test-config: check everything, bind nothing, exit */
     struct zh_config_client client;
     struct zh_config_server server;

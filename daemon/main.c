@@ -24,6 +24,7 @@
 #include "server/tls.h"
 #include "shared/proto/err.h"
 #include "shared/proto/mem.h"
+#include "shared/rt/accesslog.h"
 #include "shared/rt/log.h"
 
 #define BRIDGE_LINGER_MS 500
@@ -570,6 +571,18 @@ static void reload(struct daemon *d)
                 zh_buf_cstr(&fixed));
 
     /* apply */
+    if (nc.access_log) {
+        int r = zh_accesslog_open(nc.access_log); /* reopened: rotation, or a new path */
+        if (r < 0)
+            zh_error("reload: --access-log %s: %s (keeping the old one)", nc.access_log,
+                     strerror(-r));
+        else {
+            zh_free(d->cfg.access_log);
+            d->cfg.access_log = zh_strdup(nc.access_log);
+        }
+    } else if (d->cfg.access_log) {
+        zh_info("reload: the access log stays open until a restart");
+    }
     zh_log_set_level(nc.log_level);
     d->cfg.log_level = nc.log_level;
     d->cfg.shutdown_timeout_ms = nc.shutdown_timeout_ms;
@@ -729,6 +742,8 @@ static int test_config(struct daemon *d)
         zh_config_strlist_add(&errs, zh_buf_cstr(&err));
     err.len = 0;
     test_file(&errs, cfg, "logfile", cfg->logfile, true);
+    if (cfg->access_log && strcmp(cfg->access_log, "-") != 0)
+        test_file(&errs, cfg, "access_log", cfg->access_log, true);
     test_file(&errs, cfg, "tls_ca_file", cfg->client.tls_ca_file, false);
     if (expand_specs(d, &err) < 0)
         zh_config_strlist_add(&errs, zh_buf_cstr(&err));
@@ -864,6 +879,14 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < warnings.count; i++)
         zh_warn("%s", warnings.items[i]);
+    if (d.cfg.access_log) {
+        int r = zh_accesslog_open(d.cfg.access_log);
+        if (r < 0) {
+            zh_error("startup failed: --access-log %s: %s", d.cfg.access_log, strerror(-r));
+            zh_log_close();
+            goto done_fail;
+        }
+    }
     raise_fd_limit(&d.cfg);
 
     d.n_workers = (unsigned)d.cfg.workers;
@@ -918,6 +941,7 @@ int main(int argc, char **argv)
     teardown(&d);
     curl_global_cleanup();
     zh_info("stopped");
+    zh_accesslog_close();
     zh_log_close();
     zh_buf_free(&err);
     zh_config_strlist_free(&warnings);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "shared/proto/mem.h"
+#include "shared/rt/accesslog.h"
 #include "shared/rt/log.h"
 #include "shared/rt/metrics.h"
 
@@ -218,10 +219,41 @@ void zh_conn__log_failure(struct zh_conn *c, int status, const char *stage, cons
             c->s->worker, c->slot, id ? (int)c->id_len : 1, id ? c->id : "-",
             c->log_method[0] ? c->log_method : "-", c->log_host[0] ? c->log_host : "-",
             status ? st : "-", stage, reason ? reason : "");
+    zh_conn__access_log(c, stage);
+}
+
+void zh_conn__access_log(struct zh_conn *c, const char *outcome)
+{
+    if (c->log_done || !zh_accesslog_on())
+        return;
+    c->log_done = true;
+    char peer[80], id[64];
+    if (c->peer_addr[0])
+        snprintf(peer, sizeof(peer), "%s%s%s:%d", strchr(c->peer_addr, ':') ? "[" : "",
+                 c->peer_addr, strchr(c->peer_addr, ':') ? "]" : "", c->peer_port);
+    else
+        snprintf(peer, sizeof(peer), "local");
+    bool has_id = c->id_len && c->state != ZH_CONN_HEAD;
+    snprintf(id, sizeof(id), "%.*s", has_id ? (int)c->id_len : 0, c->id);
+    uint64_t now = zh_conn__now(c);
+    struct zh_accesslog_entry e = {
+        .role = "server",
+        .peer = peer,
+        .session = id,
+        .method = c->log_method,
+        .host = c->log_host,
+        .path = c->log_path,
+        .status = c->log_status,
+        .bytes = c->log_bytes,
+        .duration_ms = now > c->head_start_ms ? now - c->head_start_ms : 0,
+        .outcome = outcome,
+    };
+    zh_accesslog_write(&e);
 }
 
 void zh_conn__response_done(struct zh_conn *c)
 {
+    zh_conn__access_log(c, "ok");
     if (c->has_session)
         zh_metric_observe(ZH_MH_S_TOTAL, zh_conn__now(c) - c->sess_start_ms);
     zh_handler_session_end(c);
@@ -232,7 +264,10 @@ void zh_conn__response_done(struct zh_conn *c)
     }
     /* Keep-alive: the next request (maybe already buffered: pipelining) gets a fresh id. */
     c->head_start_ms = zh_conn__now(c);
-    c->log_method[0] = c->log_host[0] = '\0';
+    c->log_method[0] = c->log_host[0] = c->log_path[0] = '\0';
+    c->log_status = 0;
+    c->log_bytes = 0;
+    c->log_done = false;
     zh_conn__set_state(c, ZH_CONN_HEAD);
     zh_conn__flush(c);
     if (c->state == ZH_CONN_HEAD)

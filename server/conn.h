@@ -72,7 +72,11 @@ struct zh_conn {
     uint64_t sess_start_ms;   /* when the request went to the handler (duration metrics) */
     char log_method[16];      /* the request's method and host, for its failure line */
     char log_host[128];
-    unsigned served; /* requests started on this connection */
+    char log_path[128]; /* and its path without the query, for the access log */
+    int log_status;     /* the status written (0 = none yet) */
+    uint64_t log_bytes; /* response body bytes queued for the client */
+    bool log_done;      /* this request's access log line is written */
+    unsigned served;    /* requests started on this connection */
 
     /* input: one buffer, grown only for a large head or a req-mode body */
     char *in;
@@ -229,6 +233,9 @@ void zh_conn__response_done(struct zh_conn *c);
  * (never the query string or a header value), status (0 = none written), stage ("tls",
  * "request", "handler", "response") and reason. */
 void zh_conn__log_failure(struct zh_conn *c, int status, const char *stage, const char *reason);
+
+/* The request's access log line (once per request; --access-log). outcome: "ok" or the stage. */
+void zh_conn__access_log(struct zh_conn *c, const char *outcome);
 
 /* ---- input.c: the request head and body bytes ---- */
 

@@ -51,6 +51,15 @@ void zh_input_request_fields(struct zh_conn *c, struct zh_zhttp_packet *p,
         hn = sizeof(c->log_host) - 1;
     memcpy(c->log_host, h, hn);
     c->log_host[hn] = '\0';
+    const char *path = h + hn;
+    size_t pn = strcspn(path, "?#");
+    if (pn > sizeof(c->log_path) - 1)
+        pn = sizeof(c->log_path) - 1;
+    memcpy(c->log_path, path, pn);
+    c->log_path[pn] = '\0';
+    c->log_status = 0;
+    c->log_bytes = 0;
+    c->log_done = false;
     p->method = (struct zh_span){(const uint8_t *)c->req.method.p, c->req.method.len};
     p->uri = (struct zh_span){uri->data, uri->len};
     p->has |= ZH_ZF_HEADERS;

@@ -15,6 +15,7 @@
 
 void zh_response_simple(struct zh_conn *c, int status, const char *text)
 {
+    c->log_status = status;
     zh_conn__log_failure(c, status, status >= 500 ? "handler" : "request", text);
     zh_metric_status(ZH_M_S_RESP_1, status);
     zh_handler_session_end(c);
@@ -235,6 +236,7 @@ int zh_response_head(struct zh_conn *c, const struct zh_zhttp_packet *p, bool mo
     zh_buf_free(&b);
     zh_conn__set_state(c, ZH_CONN_RESPONSE);
     zh_metric_status(ZH_M_S_RESP_1, code);
+    c->log_status = code;
     if (c->has_session)
         zh_metric_observe(ZH_MH_S_FIRST_BYTE, zh_conn__now(c) - c->sess_start_ms);
     return 0;
@@ -246,6 +248,8 @@ void zh_response_body(struct zh_conn *c, struct zh_span body, bool more)
         size_t n = body.n;
         if (c->resp_body == ZH_HTTP1_BODY_LENGTH && n > c->resp_left)
             n = (size_t)c->resp_left; /* the handler's Content-Length wins; the excess is dropped */
+        c->log_bytes += n;
+        zh_metric_add(ZH_M_S_BYTES_OUT, n);
         if (c->resp_body == ZH_HTTP1_BODY_CHUNKED && n > 0) {
             char hdr[ZH_HTTP1_CHUNK_HEADER_MAX];
             size_t hn = zh_http1_format_chunk_header(hdr, n);
