@@ -8,7 +8,12 @@
  * mid-request (cancel to the handler), credits: the request body pumped as the handler grants
  * them, a handler exceeding its credits (cancel + close), a response larger than the socket buffer
  * with a client that does not read (EAGAIN at every write, credits re-granted only as bytes
- * leave), and shutdown with cancel (503). */
+ * leave), shutdown with cancel (503), interim responses (103, the handler's 100 for an
+ * Expect: 100-continue client, a refused 102), HEAD, hop-by-hop headers dropped, an HTTP/1.0
+ * close-delimited body, handoff-start -> handoff-proceed -> resumed, a wrong seq (cancel + close),
+ * keep-alives to the handler and its expiry (504 + cancel), malformed / unknown-session /
+ * wrong-socket packets dropped, a later packet undelivered (handler gone: 502), and client
+ * inactivity while the response stalls (close + cancel). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -293,6 +298,221 @@ static void shutdown_cancel_503(void **state)
     assert_false(zh_server_reserve(fx.s, ZH_SERVER_STREAM));
 }
 
+static void interim_responses_and_expect_continue(void **state)
+{
+    (void)state;
+    make_server();
+    int fd = connect_client(false);
+    th_write_str(fd,
+                 "PUT /u HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    first_packet();
+    /* A 103 goes to the client as an interim response; then the handler's 100. */
+    struct zh_zhttp_packet p;
+    handler_init(&p, ZH_ZHTTP_DATA);
+    p.has |= ZH_ZF_CODE | ZH_ZF_HEADERS | ZH_ZF_CREDITS;
+    p.code = 103;
+    p.credits = 100;
+    p.n_headers = 1;
+    p.headers[0].name = zh_span_str("Link");
+    p.headers[0].value = zh_span_str("</s.css>; rel=preload");
+    handler_send(&p);
+    client_wait("HTTP/1.1 103 ");
+    handler_init(&p, ZH_ZHTTP_DATA);
+    p.has |= ZH_ZF_CODE;
+    p.code = 100;
+    handler_send(&p);
+    client_wait("HTTP/1.1 100 Continue\r\n\r\n");
+    th_write_str(fd, "ok");
+    struct zh_zhttp_packet *q = next_packet(ZH_ZS_S_OUT_STREAM);
+    assert_true(th_span_is(q->body, "ok"));
+    handler_respond(200, "done", false);
+    client_wait("done");
+
+    /* A 102 is refused: 502 and a cancel. */
+    zh_buf_reset(&fx.rx);
+    th_write_str(fd, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    handler_init(&p, ZH_ZHTTP_DATA);
+    p.has |= ZH_ZF_CODE;
+    p.code = 102;
+    handler_send(&p);
+    client_wait("HTTP/1.1 502 ");
+    q = next_packet(ZH_ZS_S_OUT_STREAM);
+    assert_int_equal(q->type, ZH_ZHTTP_CANCEL);
+    client_close_and_wait_idle();
+}
+
+static void head_request_http10_and_hop_by_hop(void **state)
+{
+    (void)state;
+    make_server();
+    int fd = connect_client(false);
+    /* HEAD: the head only, whatever body the handler sends. */
+    th_write_str(fd, "HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    struct zh_zhttp_packet p;
+    handler_init(&p, ZH_ZHTTP_DATA);
+    p.has |= ZH_ZF_CODE | ZH_ZF_HEADERS;
+    p.code = 200;
+    p.reason = zh_span_str("OK");
+    p.n_headers = 4;
+    p.headers[0].name = zh_span_str("Content-Length");
+    p.headers[0].value = zh_span_str("42");
+    p.headers[1].name = zh_span_str("Connection");
+    p.headers[1].value = zh_span_str("x-private");
+    p.headers[2].name = zh_span_str("X-Private");
+    p.headers[2].value = zh_span_str("secret");
+    p.headers[3].name = zh_span_str("X-Kept");
+    p.headers[3].value = zh_span_str("yes");
+    handler_send(&p);
+    client_wait("X-Kept: yes\r\n");
+    client_wait("\r\n\r\n");
+    th_run_for(&fx.tl, 10);
+    th_read_avail(fd, &fx.rx);
+    const char *rx = zh_buf_cstr(&fx.rx);
+    assert_null(strstr(rx, "X-Private"));
+    assert_null(strstr(rx, "x-private"));
+    assert_non_null(strstr(rx, "Content-Length: 42\r\n"));
+    assert_string_equal(strstr(rx, "\r\n\r\n"), "\r\n\r\n"); /* no body */
+
+    /* HTTP/1.0 without keep-alive: a streamed body is delimited by the close. */
+    zh_buf_reset(&fx.rx);
+    th_write_str(fd, "GET /old HTTP/1.0\r\nHost: h\r\n\r\n");
+    first_packet();
+    handler_respond(200, "part1-", true);
+    client_wait("part1-");
+    assert_null(strstr(zh_buf_cstr(&fx.rx), "chunked"));
+    struct zh_zhttp_packet d;
+    handler_init(&d, ZH_ZHTTP_DATA);
+    d.body = zh_span_str("part2");
+    handler_send(&d);
+    th_run_until(&fx.tl, rx_closed, NULL);
+    assert_non_null(strstr(zh_buf_cstr(&fx.rx), "part1-part2"));
+    assert_non_null(strstr(zh_buf_cstr(&fx.rx), " 200 OK\r\n"));
+    client_close_and_wait_idle();
+}
+
+static void handoff_and_seq_error(void **state)
+{
+    (void)state;
+    make_server();
+    int fd = connect_client(false);
+    th_write_str(fd, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    handler_simple(ZH_ZHTTP_HANDOFF_START, -1);
+    struct zh_zhttp_packet *p = next_packet(ZH_ZS_S_OUT_STREAM);
+    assert_int_equal(p->type, ZH_ZHTTP_HANDOFF_PROCEED);
+    /* Paused: the next handler packet resumes the session; the response goes through. */
+    handler_respond(200, "after handoff", false);
+    client_wait("after handoff");
+
+    /* A wrong seq (the handler's address known from its first packet): cancel and close. */
+    zh_buf_reset(&fx.rx);
+    th_write_str(fd, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    handler_simple(ZH_ZHTTP_KEEP_ALIVE, -1);
+    fx.seq = 5;
+    handler_respond(200, "never", false);
+    p = next_packet(ZH_ZS_S_OUT_STREAM);
+    assert_int_equal(p->type, ZH_ZHTTP_CANCEL);
+    th_run_until(&fx.tl, rx_closed, NULL);
+    assert_null(strstr(zh_buf_cstr(&fx.rx), "never"));
+    client_close_and_wait_idle();
+}
+
+static void keepalives_and_expiry(void **state)
+{
+    (void)state;
+    fx.cfg.params.keepalive_ms = 50;
+    fx.cfg.params.expiry_ms = 300;
+    make_server();
+    int fd = connect_client(false);
+    th_write_str(fd, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    handler_simple(ZH_ZHTTP_KEEP_ALIVE, -1);
+    /* We keep the session alive towards the handler... */
+    struct zh_zhttp_packet *p = next_packet(ZH_ZS_S_OUT_STREAM);
+    assert_int_equal(p->type, ZH_ZHTTP_KEEP_ALIVE);
+    /* ...and a handler that stays silent past the expiry gets a cancel, the client a 504. */
+    client_wait("HTTP/1.1 504 ");
+    bool cancelled = false;
+    while (th_bridge_count(&fx.tb, ZH_ZS_S_OUT_STREAM)) {
+        p = next_packet(ZH_ZS_S_OUT_STREAM);
+        cancelled |= p->type == ZH_ZHTTP_CANCEL;
+    }
+    assert_true(cancelled);
+    client_close_and_wait_idle();
+}
+
+static void handler_unreachable_and_bad_packets(void **state)
+{
+    (void)state;
+    make_server();
+    int fd = connect_client(false);
+    th_write_str(fd, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    /* Undecodable, unknown-session and wrong-socket packets are dropped; the session goes on. */
+    struct zh_zmsg *m = zh_zmsg_new(ZH_ZS_S_IN, 16);
+    zh_zmsg_add(&m, "zhttpd-test Tjunk", 17);
+    zh_server_on_zmsg(fx.s, m);
+    m = zh_zmsg_new(ZH_ZS_S_IN, 16);
+    zh_zmsg_add(&m, "no-space", 8);
+    zh_server_on_zmsg(fx.s, m);
+    struct zh_zhttp_packet p;
+    handler_init(&p, ZH_ZHTTP_DATA);
+    p.has |= ZH_ZF_CODE;
+    p.code = 200;
+    zh_server_on_zmsg(fx.s, th_reply_req(&p)); /* a stream session's id on the DEALER */
+    char saved[64];
+    snprintf(saved, sizeof(saved), "%s", fx.id);
+    snprintf(fx.id, sizeof(fx.id), "0-99-1");
+    handler_respond(200, "stray", false);
+    snprintf(fx.id, sizeof(fx.id), "%s", saved);
+    fx.seq = 0;
+    handler_simple(ZH_ZHTTP_KEEP_ALIVE, -1);
+    /* A later packet to the handler comes back undelivered: the handler is gone, 502. */
+    handler_simple(ZH_ZHTTP_CREDIT, 0);
+    struct zh_zmsg *back = zh_zmsg_new(ZH_ZS_S_OUT_STREAM, 64);
+    {
+        struct zh_zhttp_packet c;
+        zh_zhttp_packet_init(&c);
+        c.from = zh_span_str("zhttpd-test");
+        c.n_ids = 1;
+        c.ids[0].id = zh_span_str(fx.id);
+        c.type = ZH_ZHTTP_CREDIT;
+        struct zh_buf enc = {0};
+        zh_zhttp_encode(&c, &enc);
+        zh_zmsg_add(&back, HANDLER, strlen(HANDLER));
+        zh_zmsg_add(&back, NULL, 0);
+        zh_zmsg_add(&back, enc.data, enc.len);
+        zh_buf_free(&enc);
+    }
+    back->flags |= ZH_ZMSG_F_UNDELIVERED;
+    zh_server_on_zmsg(fx.s, back);
+    client_wait("HTTP/1.1 502 ");
+    assert_null(strstr(zh_buf_cstr(&fx.rx), "stray"));
+    client_close_and_wait_idle();
+}
+
+static void client_inactivity_closes(void **state)
+{
+    (void)state;
+    fx.cfg.stream_timeout_ms = 100;
+    make_server();
+    int fd = connect_client(false);
+    th_write_str(fd, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+    first_packet();
+    handler_respond(200, "streaming", true);
+    client_wait("streaming");
+    /* The handler keeps the session alive, but the response stalls and the client is idle. */
+    handler_simple(ZH_ZHTTP_KEEP_ALIVE, -1);
+    th_run_until(&fx.tl, rx_closed, NULL);
+    struct zh_zhttp_packet *p = next_packet(ZH_ZS_S_OUT_STREAM);
+    while (p->type != ZH_ZHTTP_CANCEL)
+        p = next_packet(ZH_ZS_S_OUT_STREAM);
+    client_close_and_wait_idle();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +529,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(handler_exceeding_credits_closed, setup, teardown),
         cmocka_unit_test_setup_teardown(slow_client_eagain_and_regrant, setup, teardown),
         cmocka_unit_test_setup_teardown(shutdown_cancel_503, setup, teardown),
+        cmocka_unit_test_setup_teardown(interim_responses_and_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_request_http10_and_hop_by_hop, setup, teardown),
+        cmocka_unit_test_setup_teardown(handoff_and_seq_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(keepalives_and_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(handler_unreachable_and_bad_packets, setup, teardown),
+        cmocka_unit_test_setup_teardown(client_inactivity_closes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
