@@ -32,13 +32,14 @@ struct zh_connect_ctx {
 enum cstate {
     ST_RESOLVING,  /* waiting for the resolver */
     ST_CONNECTING, /* TCP connect to addrs[next - 1] in progress */
+    ST_TUNNEL,     /* HTTP CONNECT through the proxy: request out, reading its answer */
     ST_HANDSHAKE,  /* TLS handshake on the connected socket */
     ST_DONE,       /* result set, completion deferred */
     ST_CANCELLED,  /* cancelled, free deferred */
 };
 
-static const char *const state_names[] = {"resolving", "connecting", "handshake", "done",
-                                          "cancelled"};
+static const char *const state_names[] = {"resolving", "connecting", "tunnel",
+                                          "handshake", "done",       "cancelled"};
 
 struct zh_connect {
     struct zh_connect *lprev, *lnext; /* ctx->conns */
@@ -54,6 +55,10 @@ struct zh_connect {
     uint32_t timeout_ms;
     unsigned char *alpn;
     unsigned alpn_len;
+    char *target;      /* through a proxy: the tunnel's end (connect-host or host), else NULL */
+    uint16_t tport;    /* and its port */
+    struct zh_buf tun; /* through a proxy: the CONNECT request, then the proxy's answer */
+    size_t tun_off;
 
     struct zh_resolve_req *rreq;
     union zh_sockaddr addrs[ZH_RESOLVER_MAX_ADDRS];
@@ -185,6 +190,8 @@ static void conn_release(struct zh_connect *cn)
     zh_free(cn->host);
     zh_free(cn->connect_host);
     zh_free(cn->alpn);
+    zh_free(cn->target);
+    zh_buf_free(&cn->tun);
     zh_free(cn);
 }
 
@@ -344,7 +351,8 @@ static void start_tls(struct zh_connect *cn)
     if (cn->ignore_tls_errors) {
         SSL_set_verify(cn->ssl, SSL_VERIFY_NONE, NULL);
     } else {
-        const char *name = cn->trust_connect_host ? cn->connect_host : cn->host;
+        const char *name =
+            cn->trust_connect_host ? (cn->target ? cn->target : cn->connect_host) : cn->host;
         int ok;
         SSL_set_verify(cn->ssl, SSL_VERIFY_PEER, NULL);
         if (is_ip_literal(name))
@@ -366,16 +374,98 @@ static void start_tls(struct zh_connect *cn)
 
 static void try_next(struct zh_connect *cn);
 
+static void tunnel_step(struct zh_connect *cn);
+
 static void connected(struct zh_connect *cn)
 {
     zh_loop_timer_stop(cn->ctx->loop, &cn->timer);
     int one = 1;
     setsockopt(cn->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (cn->target && cn->state != ST_TUNNEL) {
+        set_state(cn, ST_TUNNEL);
+        zh_loop_update_time(cn->ctx->loop);
+        zh_loop_timer_start(cn->ctx->loop, &cn->timer, cn->timeout_ms);
+        tunnel_step(cn);
+        return;
+    }
     if (cn->tls) {
         start_tls(cn);
         return;
     }
     finish(cn, 0, NULL, "connected to %s:%u", cn->connect_host, (unsigned)cn->port);
+}
+
+/* Through a proxy: send "CONNECT target:port", read the answer head; a 2xx opens the tunnel. */
+static void tunnel_step(struct zh_connect *cn)
+{
+    char pa[INET6_ADDRSTRLEN];
+    zh_sockaddr_str(&cn->addrs[cn->next - 1], pa, sizeof(pa));
+    while (cn->tun_off < cn->tun.len) {
+        ssize_t n =
+            send(cn->fd, cn->tun.data + cn->tun_off, cn->tun.len - cn->tun_off, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            zh_io_set(cn->ctx->loop, &cn->io, ZH_EV_WRITE);
+            return;
+        }
+        if (n < 0) {
+            finish(cn, -errno, ZH_COND_CONNECTION_FAILED, "proxy %s: write: %s", pa,
+                   strerror(errno));
+            return;
+        }
+        cn->tun_off += (size_t)n;
+        if (cn->tun_off == cn->tun.len) {
+            zh_buf_reset(&cn->tun);
+            cn->tun_off = SIZE_MAX; /* sent: now the answer goes into tun */
+        }
+    }
+    for (;;) {
+        uint8_t b[512];
+        /* Peek, then take only up to the end of the head: the tunnel's bytes stay unread. */
+        ssize_t n = recv(cn->fd, b, sizeof(b), MSG_PEEK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN) {
+            zh_io_set(cn->ctx->loop, &cn->io, ZH_EV_READ);
+            return;
+        }
+        if (n <= 0) {
+            finish(cn, -ECONNRESET, ZH_COND_CONNECTION_FAILED,
+                   "proxy %s closed the connection before answering CONNECT", pa);
+            return;
+        }
+        size_t take = (size_t)n, end = 0;
+        for (size_t i = 0; i < (size_t)n && !end; i++) {
+            zh_buf_putc(&cn->tun, b[i]);
+            size_t have = cn->tun.len;
+            if (have >= 4 && memcmp(cn->tun.data + have - 4, "\r\n\r\n", 4) == 0) {
+                end = have;
+                take = i + 1;
+            }
+        }
+        (void)!recv(cn->fd, b, take, 0);
+        if (!end && cn->tun.len > 8192) {
+            finish(cn, -EPROTO, ZH_COND_CONNECTION_FAILED, "proxy %s: answer head over 8 KB", pa);
+            return;
+        }
+        if (!end)
+            continue;
+        const char *h = (const char *)cn->tun.data;
+        if (cn->tun.len < 12 || strncmp(h, "HTTP/1.", 7) != 0 || h[9] != '2') {
+            char line[64];
+            size_t l = strcspn(h, "\r\n");
+            zh_log_escape(line, sizeof(line), h, l);
+            finish(cn, -ECONNREFUSED, ZH_COND_CONNECTION_FAILED,
+                   "proxy %s refused CONNECT %s:%u: %s", pa, cn->target, (unsigned)cn->tport, line);
+            return;
+        }
+        zh_debug("connect: tunnel to %s:%u through proxy %s open", cn->target, (unsigned)cn->tport,
+                 pa);
+        zh_loop_timer_stop(cn->ctx->loop, &cn->timer);
+        connected(cn);
+        return;
+    }
 }
 
 /* The current address failed (err is a positive errno); try the next one. */
@@ -404,6 +494,10 @@ static void io_cb(struct zh_io *io, uint32_t revents, void *data)
         handshake_step(cn);
         return;
     }
+    if (cn->state == ST_TUNNEL) {
+        tunnel_step(cn);
+        return;
+    }
     if (cn->state != ST_CONNECTING)
         return;
     /* Only a socket that polls writable has finished connecting (ignore stray wake-ups). */
@@ -427,6 +521,10 @@ static void timer_cb(struct zh_timer *t, void *data)
     ZH_UNUSED(t);
     if (cn->state == ST_CONNECTING) {
         addr_failed(cn, ETIMEDOUT);
+    } else if (cn->state == ST_TUNNEL) {
+        finish(cn, -ETIMEDOUT, ZH_COND_CONNECTION_TIMEOUT,
+               "proxy did not open the tunnel to %s:%u within %u ms", cn->target,
+               (unsigned)cn->tport, (unsigned)cn->timeout_ms);
     } else if (cn->state == ST_HANDSHAKE) {
         char addr[INET6_ADDRSTRLEN];
         zh_sockaddr_str(&cn->addrs[cn->next - 1], addr, sizeof(addr));
@@ -444,7 +542,7 @@ static void try_next(struct zh_connect *cn)
         union zh_sockaddr *a = &cn->addrs[cn->next++];
         char addr[INET6_ADDRSTRLEN];
         zh_sockaddr_str(a, addr, sizeof(addr));
-        if (!cn->ignore_policies && ctx->policy) {
+        if (!cn->ignore_policies && ctx->policy && !cn->target) {
             const char *why = NULL;
             if (zh_policy_check_addr(ctx->policy, cn->connect_host, &a->sa, &why) ==
                 ZH_POLICY_DENY) {
@@ -562,6 +660,18 @@ struct zh_connect *zh_connect_start(struct zh_connect_ctx *ctx,
                 return cn;
             }
         }
+    }
+    if (params->proxy_host && *params->proxy_host) {
+        /* The proxy resolves the target and connects: its names were checked above (as curl's
+         * proxied requests are), the proxy's own address is the operator's choice. */
+        cn->target = cn->connect_host;
+        cn->tport = cn->port;
+        cn->connect_host = strip_brackets(params->proxy_host);
+        cn->port = params->proxy_port;
+        bool v6 = strchr(cn->target, ':') != NULL;
+        zh_buf_printf(&cn->tun, "CONNECT %s%s%s:%u HTTP/1.1\r\nHost: %s%s%s:%u\r\n\r\n",
+                      v6 ? "[" : "", cn->target, v6 ? "]" : "", (unsigned)cn->tport, v6 ? "[" : "",
+                      cn->target, v6 ? "]" : "", (unsigned)cn->tport);
     }
     cn->rreq = zh_resolver_resolve(ctx->resolver, cn->connect_host, resolve_cb, cn);
     return cn;

@@ -75,6 +75,10 @@ struct zh_connect_params {
     uint32_t timeout_ms;       /* per address / handshake; 0 = the context's */
     const unsigned char *alpn; /* optional ALPN protocol list in wire format, or NULL */
     unsigned alpn_len;
+    const char *proxy_host; /* tunnel through this HTTP proxy (CONNECT), or NULL: the names above
+                               are policy-checked, the proxy's addresses are not; TLS (SNI,
+                               verification) runs inside the tunnel */
+    uint16_t proxy_port;
 };
 
 /* The outcome. On success (status 0) stream is the connected transport (shared/rt/stream): a

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -30,6 +31,9 @@ struct zh_wsc_ctx {
     struct zh_wsc_config cfg;
     uint8_t rnd[512]; /* mask keys come from here, refilled from getrandom() */
     size_t rnd_off;
+    char proxy_host[256]; /* from cfg.proxy ("" = none) */
+    uint16_t proxy_port;
+    bool proxy_bad; /* cfg.proxy is not an http:// proxy we can tunnel through */
 };
 
 enum wstate {
@@ -95,6 +99,42 @@ bool zh_wsc_is_ws_uri(struct zh_span uri)
 
 /* ---- context ---- */
 
+/* [http://]host[:port][/] (curl's default proxy port 1080). */
+static bool parse_proxy(const char *url, char *host, size_t cap, uint16_t *port)
+{
+    const char *p = url;
+    if (strncasecmp(p, "http://", 7) == 0)
+        p += 7;
+    else if (strstr(p, "://"))
+        return false;
+    const char *end = p + strcspn(p, "/");
+    const char *hend = end, *colon = NULL;
+    if (*p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb)
+            return false;
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        hend = rb + 1;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        if (colon)
+            hend = colon;
+    }
+    if (memchr(p, '@', (size_t)(end - p)) || hend == p || (size_t)(hend - p) >= cap)
+        return false;
+    memcpy(host, p, (size_t)(hend - p));
+    host[hend - p] = '\0';
+    long v = 1080;
+    if (colon) {
+        char *e;
+        v = strtol(colon + 1, &e, 10);
+        if (e != end || v < 1 || v > 65535)
+            return false;
+    }
+    *port = (uint16_t)v;
+    return true;
+}
+
 struct zh_wsc_ctx *zh_wsc_ctx_new(struct zh_loop *loop, struct zh_resolver *resolver,
                                   const struct zh_policy *policy, const struct zh_wsc_config *cfg,
                                   struct zh_buf *err)
@@ -113,6 +153,9 @@ struct zh_wsc_ctx *zh_wsc_ctx_new(struct zh_loop *loop, struct zh_resolver *reso
     if (!ctx->cfg.buffer_size)
         ctx->cfg.buffer_size = 200000;
     ctx->rnd_off = sizeof(ctx->rnd);
+    if (cfg->proxy && *cfg->proxy)
+        ctx->proxy_bad =
+            !parse_proxy(cfg->proxy, ctx->proxy_host, sizeof(ctx->proxy_host), &ctx->proxy_port);
     return ctx;
 }
 
@@ -400,10 +443,10 @@ struct zh_wsc *zh_wsc_start(struct zh_wsc_ctx *ctx, const struct zh_zhttp_packet
             return NULL;
         }
     }
-    if (ctx->cfg.proxy) {
-        zh_info("ws request refused: %s: WebSocket through the proxy is not supported (CONNECT "
-                "tunnels are not implemented yet)",
-                label);
+    if (ctx->proxy_bad) {
+        zh_info("ws request refused: %s: proxy '%s' is not an http:// proxy (WebSocket goes "
+                "through an HTTP CONNECT tunnel)",
+                label, ctx->cfg.proxy);
         *cond = COND_FAILED;
         return NULL;
     }
@@ -459,6 +502,8 @@ struct zh_wsc *zh_wsc_start(struct zh_wsc_ctx *ctx, const struct zh_zhttp_packet
         .ignore_tls_errors = pkt->ignore_tls_errors,
         .trust_connect_host = pkt->trust_connect_host,
         .ignore_policies = pkt->ignore_policies && ctx->cfg.allow_ignore_policies,
+        .proxy_host = ctx->proxy_host[0] ? ctx->proxy_host : NULL,
+        .proxy_port = ctx->proxy_port,
     };
     w->cn = zh_connect_start(ctx->cc, &cp, connect_cb, w);
     zh_debug("ws %s: connecting", w->label);

@@ -24,7 +24,7 @@
 struct zh_wsc_config {
     const char *tls_ca_file;     /* extra trust anchors, or NULL */
     uint32_t connect_timeout_ms; /* 0 = 10 s */
-    const char *proxy;           /* set: ws sessions are refused (CONNECT not implemented yet) */
+    const char *proxy;           /* http://host[:port]: tunnel through it with CONNECT */
     bool allow_ignore_policies;  /* honour the request's ignore-policies */
     bool compression;            /* offer permessage-deflate ([General] ws_compression) */
     size_t buffer_size;          /* credits granted to the handler (its payload bytes in flight) */

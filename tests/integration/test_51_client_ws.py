@@ -462,3 +462,127 @@ def test_masking_and_refused_handler_packets(daemon, zctx):
     assert "not UTF-8: refused" in log and "over 125 bytes: refused" in log
     assert "close code 1005" in log
     ws.close()
+
+
+# ---- through an HTTP proxy (CONNECT) --------------------------------------------------------
+
+class ConnectProxy:
+    """A tiny HTTP CONNECT proxy on 127.0.0.1: records each CONNECT target, relays bytes."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.targets = []
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.stop = False
+        self.t = threading.Thread(target=self._accept, daemon=True)
+
+    def _accept(self):
+        import threading
+        self.lsock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        import socket
+        import threading
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = c.recv(4096)
+            if not d:
+                c.close()
+                return
+            head += d
+        line = head.split(b"\r\n", 1)[0].decode()
+        method, target, _ = line.split(" ", 2)
+        self.targets.append((method, target))
+        host, port = target.rsplit(":", 1)
+        try:
+            up = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+        except OSError:
+            c.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+            c.close()
+            return
+        c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(a, b):
+            try:
+                while True:
+                    d = a.recv(65536)
+                    if not d:
+                        break
+                    b.sendall(d)
+            except OSError:
+                pass
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        threading.Thread(target=pipe, args=(up, c), daemon=True).start()
+        pipe(c, up)
+
+    def __enter__(self):
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.t.join(5)
+        self.lsock.close()
+
+
+@zhttpd_only("zhttpd's ws:// through proxy")
+def test_ws_and_wss_through_proxy(daemon, zctx, pki):
+    with ConnectProxy() as px:
+        d = daemon(conf=[f"proxy=http://127.0.0.1:{px.port}", f"tls_ca_file={pki.ca}"])
+        with WsOrigin() as o:
+            ws = Ws(zctx, d, o.url("/echo"))
+            p = ws.handshake()
+            assert p.get("code") == 101, (p, d.log()[-3000:])
+            ws.send(b"via proxy")
+            assert ws.message()[1] == b"via proxy"
+            ws.close()
+            assert px.targets == [("CONNECT", f"127.0.0.1:{o.port}")]
+        with WsOrigin(tls=(pki.cert, pki.key)) as o:
+            ws = Ws(zctx, d, o.url("/echo", host="origin.test"), connect_host="127.0.0.1")
+            assert ws.handshake().get("code") == 101  # TLS inside the tunnel, name checked
+            ws.send(b"tls via proxy")
+            assert ws.message()[1] == b"tls via proxy"
+            ws.close()
+            assert px.targets[-1] == ("CONNECT", f"127.0.0.1:{o.port}")
+
+
+@zhttpd_only("zhttpd's ws:// through proxy")
+@pytest.mark.parametrize("conf,host,ok", [
+    ([], "127.0.0.1", False),                   # default policy: loopback name denied
+    (["allow=127.0.0.1"], "127.0.0.1", True),
+    (["defpolicy=allow", "deny=*.blocked.test"], "x.blocked.test", False),
+])
+def test_proxy_policy_same_as_http(daemon, zctx, conf, host, ok):
+    """Through a proxy the names (uri host, connect-host) are checked, as for proxied HTTP; the
+    proxy resolves and connects, so addresses are not (the proxy's own address is the
+    operator's)."""
+    with ConnectProxy() as px, WsOrigin() as o:
+        d = daemon(defpolicy=None, conf=[f"proxy=http://127.0.0.1:{px.port}", *conf])
+        ws = Ws(zctx, d, o.url("/echo", host=host))
+        p = ws.handshake()
+        ws.close()
+        if ok:
+            assert p.get("code") == 101, p
+            assert px.targets == [("CONNECT", f"{host}:{o.port}")]
+        else:
+            assert p.get("condition") == b"policy-violation", p
+            # a proxied HTTP request to the same host gets the same answer
+            from zrequester import ReqClient
+            http = ReqClient(zctx, d, "DEALER").call(
+                {"id": "h", "method": "GET", "uri": f"http://{host}:{o.port}/echo"})
+            assert http.get("condition") == b"policy-violation", http
+            assert px.targets == []
