@@ -24,7 +24,7 @@
 static struct zh_server *w1;
 static struct zh_server *workers[2]; /* the listener keeps this array, not a copy */
 static struct zh_listener *lst;
-static char paths[2][128];
+static char paths[2][100]; /* fits sun_path */
 static int clients[NCLIENTS * 2];
 static int nclients;
 
