@@ -1,7 +1,8 @@
 /* link: zh_rt */
 /* Unit tests for shared/rt/stream.c, the transport of both roles: a plain stream over a socketpair
  * and TCP loopback (EAGAIN both ways, interest mask, peer reset, shutdown + linger, the TLS sniff
- * and the ClientHello wait), and a TLS stream pair over TCP loopback (handshake through -EAGAIN,
+ * and the ClientHello wait, a write to a closed peer), and a TLS stream pair over TCP loopback
+ * (handshake through -EAGAIN, writes blocked on a small send buffer retried by the retry rule,
  * data both ways, close_notify + FIN, a peer reset while reading). The TLS identity choice (SNI)
  * is server/tls.c's and is tested in test_tls.c. */
 #include <stdarg.h>
@@ -343,6 +344,75 @@ static void tls_peer_reset_while_reading(void **state)
     tls_pair_close(&p);
 }
 
+static void plain_write_to_a_closed_peer_is_epipe(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds), 0);
+    struct zh_stream st;
+    zh_stream_init(&st, fds[1]);
+    close(fds[0]);
+    char x[] = "x";
+    struct iovec one = {x, 1};
+    assert_int_equal(zh_stream_writev(&st, &one, 1), -EPIPE);
+    assert_string_equal(zh_stream_error(&st, -EPIPE), strerror(EPIPE));
+    zh_stream_close(&st);
+}
+
+/* Pattern byte i of the stream. */
+static char pat(size_t i)
+{
+    return (char)('a' + i % 23);
+}
+
+static void tls_write_eagain_and_retry_rule(void **state)
+{
+    (void)state;
+    struct tls_pair p;
+    tls_pair_open(&p);
+    int small = 4096;
+    assert_int_equal(setsockopt(p.fds[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    enum { TOTAL = 1 << 20, PIECE = 16384 };
+    static char src[TOTAL], dst[TOTAL];
+    for (size_t i = 0; i < TOTAL; i++)
+        src[i] = pat(i);
+    size_t sent = 0, got = 0;
+    bool blocked = false;
+    uint64_t until = zh_time_ms() + 5000; /* generous: a bound against a hang, not a speed test */
+    for (int round = 0; got < TOTAL && zh_time_ms() < until; round++) {
+        size_t before = sent + got;
+        if (sent < TOTAL) {
+            /* The retry rule: start with the bytes not yet counted, at least as many as before. */
+            size_t n = TOTAL - sent < PIECE ? TOTAL - sent : PIECE;
+            struct iovec iov[2] = {{src + sent, n / 2}, {src + sent + n / 2, n - n / 2}};
+            ssize_t w = zh_stream_writev(&p.sv, iov, 2);
+            if (w == -EAGAIN) {
+                blocked = true;
+                assert_int_equal(zh_stream_want(&p.sv), ZH_STREAM_WANT_WRITE);
+                assert_true(zh_stream_interest(&p.sv, false, true) & ZH_EV_WRITE);
+            } else {
+                assert_true(w > 0);
+                sent += (size_t)w;
+            }
+        }
+        /* The client reads nothing until the server's writes block, then every other round. */
+        if (blocked && (round % 2 == 0 || sent == TOTAL)) {
+            ssize_t r = zh_stream_read(&p.cl, dst + got, TOTAL - got);
+            if (r > 0)
+                got += (size_t)r;
+            else
+                assert_int_equal(r, -EAGAIN);
+        }
+        if (sent + got == before)
+            usleep(200);
+    }
+    assert_true(blocked);
+    assert_int_equal(sent, TOTAL);
+    assert_int_equal(got, TOTAL);
+    assert_memory_equal(dst, src, TOTAL);
+    tls_pair_close(&p);
+}
+
 static void tls_garbage_is_eproto_with_a_reason(void **state)
 {
     (void)state;
@@ -383,6 +453,8 @@ int main(void)
         cmocka_unit_test(tls_data_both_ways_and_shutdown),
         cmocka_unit_test(tls_peer_reset_while_reading),
         cmocka_unit_test(tls_garbage_is_eproto_with_a_reason),
+        cmocka_unit_test(plain_write_to_a_closed_peer_is_epipe),
+        cmocka_unit_test(tls_write_eagain_and_retry_rule),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
