@@ -152,6 +152,14 @@ static void serve(struct zh_scrape *s, int fd)
             g.chan_out += out ? zh_chan_size(out) : 0;
         }
     }
+    for (int k = 0; s->bridge && k < ZH_ZS_COUNT && g.n_socks < 16; k++) {
+        enum zh_zsock zs = (enum zh_zsock)k;
+        if (!zh_zbridge_has(s->bridge, zs) || !zh_zsock_sends(zs))
+            continue;
+        g.sock_name[g.n_socks] = zh_zsock_name(zs);
+        zh_zbridge_parked(s->bridge, zs, &g.parked_now[g.n_socks], &g.parked_total[g.n_socks]);
+        g.n_socks++;
+    }
     struct zh_buf out = {0};
     zh_metrics_render(s->per, s->n, s->bridge ? &g : NULL, &out);
     if (head)

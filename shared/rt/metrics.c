@@ -1,6 +1,7 @@
 #include "shared/rt/metrics.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 _Thread_local struct zh_metrics *zh_metrics_self;
@@ -136,6 +137,23 @@ void zh_metrics_render(struct zh_metrics *const *per, size_t n, const struct zh_
               "Messages waiting in the channels between the ZeroMQ bridge and the workers",
               "direction=\"to_workers\"", g->chan_in, true);
         gauge(out, "zhttpd_channel_depth", "", "direction=\"to_bridge\"", g->chan_out, false);
+        char labels[64];
+        for (size_t k = 0; k < g->n_socks; k++) {
+            snprintf(labels, sizeof(labels), "socket=\"%s\"", g->sock_name[k]);
+            gauge(out, "zhttpd_parked_messages",
+                  "Messages parked in the ZeroMQ bridge now (a peer's queue was full, or a ROUTER "
+                  "peer not connected yet), by socket",
+                  labels, g->parked_now[k], k == 0);
+        }
+        for (size_t k = 0; k < g->n_socks; k++) {
+            if (k == 0)
+                zh_buf_puts(out,
+                            "# HELP zhttpd_parked_messages_total Messages parked in the ZeroMQ "
+                            "bridge since start, by socket\n"
+                            "# TYPE zhttpd_parked_messages_total counter\n");
+            zh_buf_printf(out, "zhttpd_parked_messages_total{socket=\"%s\"} %llu\n",
+                          g->sock_name[k], (unsigned long long)g->parked_total[k]);
+        }
     }
     static const struct {
         const char *family;

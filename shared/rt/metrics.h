@@ -118,6 +118,10 @@ void zh_metric_observe(enum zh_metric_hist h, uint64_t ms);
 struct zh_metrics_gauges {
     size_t chan_in;  /* messages waiting in the bridge -> worker channels */
     size_t chan_out; /* messages waiting in the worker -> bridge channels */
+    size_t n_socks;  /* parked messages per socket kind: */
+    const char *sock_name[16];
+    uint64_t parked_now[16];
+    uint64_t parked_total[16];
 };
 
 /* Render the text exposition format (version 0.0.4) of the sum of n structs into out. */

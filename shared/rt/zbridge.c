@@ -76,6 +76,9 @@ struct zh_zbridge {
     struct outchan out[ZH_ZBRIDGE_MAX_WORKERS][ZH_ZS_COUNT];
     struct zh_list dests; /* destinations with parked messages, newest first */
     size_t n_parked;
+    /* per socket kind, for the metrics: parked now, and ever (written by the bridge thread only) */
+    _Atomic uint64_t parked_now[ZH_ZS_COUNT];
+    _Atomic uint64_t parked_total[ZH_ZS_COUNT];
     int ctl_fd;
     atomic_bool stopping;
     unsigned linger_ms;
@@ -200,11 +203,30 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
     return d;
 }
 
+static void count_parked(struct zh_zbridge *b, enum zh_zsock s, int delta)
+{
+    atomic_store_explicit(&b->parked_now[s],
+                          atomic_load_explicit(&b->parked_now[s], memory_order_relaxed) +
+                              (uint64_t)(int64_t)delta,
+                          memory_order_relaxed);
+    if (delta > 0)
+        atomic_store_explicit(&b->parked_total[s],
+                              atomic_load_explicit(&b->parked_total[s], memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+}
+
 static void park(struct zh_zbridge *b, struct dest *d, struct zh_zmsg *m)
 {
     zh_zmsg_fifo_append(&d->head, &d->tail, m);
     d->count++;
     b->n_parked++;
+    count_parked(b, m->sock, 1);
+}
+
+void zh_zbridge_parked(const struct zh_zbridge *b, enum zh_zsock s, uint64_t *now, uint64_t *total)
+{
+    *now = atomic_load_explicit(&b->parked_now[s], memory_order_relaxed);
+    *total = atomic_load_explicit(&b->parked_total[s], memory_order_relaxed);
 }
 
 static struct reach *reach_slot(struct zh_zbridge *b, const struct zh_zmsg *m)
@@ -367,6 +389,7 @@ static void expire_dest(struct zh_zbridge *b, struct dest *d, uint64_t now)
         *mp = m->next;
         d->count--;
         b->n_parked--;
+        count_parked(b, m->sock, -1);
         expire_parked(b, m);
     }
     d->tail = last;
@@ -391,6 +414,7 @@ static void retry_parked(struct zh_zbridge *b)
                 d->tail = NULL;
             d->count--;
             b->n_parked--;
+            count_parked(b, m->sock, -1);
             if (r < 0) {
                 send_failed(b, m, r);
             } else {

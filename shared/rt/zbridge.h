@@ -78,4 +78,8 @@ const char *zh_zbridge_id(const struct zh_zbridge *b);
 /* Worker w's outbound channel to socket s (NULL when s is not configured), for its zh_zport. */
 struct zh_chan *zh_zbridge_outbox(struct zh_zbridge *b, unsigned w, enum zh_zsock s);
 
+/* Messages for socket kind s parked now (a peer's queue was full: EAGAIN, or a ROUTER peer not
+ * connected yet) and parked since start. Any thread (relaxed reads). */
+void zh_zbridge_parked(const struct zh_zbridge *b, enum zh_zsock s, uint64_t *now, uint64_t *total);
+
 #endif

@@ -234,6 +234,10 @@ def test_metrics_move_by_exactly_the_traffic(rundir, zctx, pki, tmp_path):  # no
     total_cond = sum(v for (n, _), v in after.items() if n == "zhttpd_errors_total") - \
         sum(v for (n, _), v in before.items() if n == "zhttpd_errors_total")
     assert total_cond == 3
+    # the bridge's parked messages, per socket kind zhttpd sends on (no peer was slow here)
+    for sock in ("client-req", "server-out", "server-out-stream"):
+        assert val(after, "zhttpd_parked_messages", socket=sock) == 0
+        assert ("zhttpd_parked_messages_total", frozenset({("socket", sock)})) in after, sock
     assert val(after, "zhttpd_connections_open", role="server") == 0
     assert val(after, "zhttpd_sessions_open", role="client") == 0
 
