@@ -76,9 +76,7 @@ struct zh_zbridge {
     struct outchan out[ZH_ZBRIDGE_MAX_WORKERS][ZH_ZS_COUNT];
     struct zh_list dests; /* destinations with parked messages, newest first */
     size_t n_parked;
-    /* per socket kind, for the metrics: parked now, and ever (written by the bridge thread only) */
-    _Atomic uint64_t parked_now[ZH_ZS_COUNT];
-    _Atomic uint64_t parked_total[ZH_ZS_COUNT];
+    _Atomic uint64_t parked_now[ZH_ZS_COUNT], parked_total[ZH_ZS_COUNT]; /* metrics; we write */
     int ctl_fd;
     atomic_bool stopping;
     unsigned linger_ms;
@@ -205,14 +203,10 @@ static struct dest *find_dest(struct zh_zbridge *b, const struct zh_zmsg *m, boo
 
 static void count_parked(struct zh_zbridge *b, enum zh_zsock s, int delta)
 {
-    atomic_store_explicit(&b->parked_now[s],
-                          atomic_load_explicit(&b->parked_now[s], memory_order_relaxed) +
-                              (uint64_t)(int64_t)delta,
-                          memory_order_relaxed);
-    if (delta > 0)
-        atomic_store_explicit(&b->parked_total[s],
-                              atomic_load_explicit(&b->parked_total[s], memory_order_relaxed) + 1,
-                              memory_order_relaxed);
+    uint64_t now = atomic_load_explicit(&b->parked_now[s], memory_order_relaxed);
+    atomic_store_explicit(&b->parked_now[s], now + (uint64_t)(int64_t)delta, memory_order_relaxed);
+    uint64_t total = atomic_load_explicit(&b->parked_total[s], memory_order_relaxed);
+    atomic_store_explicit(&b->parked_total[s], total + (delta > 0), memory_order_relaxed);
 }
 
 static void park(struct zh_zbridge *b, struct dest *d, struct zh_zmsg *m)
