@@ -15,6 +15,7 @@
 
 #include "shared/proto/mem.h"
 #include "shared/rt/log.h"
+#include "shared/rt/metrics.h"
 
 static bool name_is(const char *p, size_t n, const char *lit)
 {
@@ -198,6 +199,7 @@ static bool own_header(struct zh_span n)
 
 static void accept_upgrade(struct zh_conn *c, const struct zh_zhttp_packet *p)
 {
+    zh_metric_inc(ZH_M_S_WS_OPEN);
     struct zh_buf b = {0};
     struct zh_span r = p->reason;
     zh_buf_puts(&b, "HTTP/1.1 101 ");
@@ -293,6 +295,8 @@ static void from_handler(struct zh_conn *c, const struct zh_zhttp_packet *p)
         }
         c->granted -= (int64_t)p->body.n;
         c->unacked += p->body.n; /* re-granted as it leaves the queue */
+        if (ends && !c->ws_close_sent)
+            zh_metric_inc(ZH_M_S_WS_MSG_OUT);
         if (c->ws_close_sent) {
             zh_info("session %.*s: handler sent data after its close: refused", (int)c->id_len,
                     c->id);
@@ -517,6 +521,8 @@ static unsigned inflate_piece(struct zh_conn *c, const struct zh_ws_event *ev)
 static bool to_handler(struct zh_conn *c, const struct zh_ws_event *ev)
 {
     struct zh_zhttp_packet *p;
+    if (ev->kind == ZH_WS_EV_DATA && ev->message_end)
+        zh_metric_inc(ZH_M_S_WS_MSG_IN);
     if (ev->kind == ZH_WS_EV_DATA && ev->compressed) {
         unsigned code = inflate_piece(c, ev);
         if (code) {

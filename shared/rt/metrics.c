@@ -34,6 +34,8 @@ static const struct {
     {"zhttpd_tls_handshake_failures_total", "TLS handshakes that failed"},
     {"zhttpd_received_bytes_total", "HTTP body bytes received (client: from origins; server: "
                                     "from clients)"},
+    {"zhttpd_websocket_sessions_total", "WebSocket sessions accepted (101 written)"},
+    {"zhttpd_websocket_messages_total", "WebSocket data messages relayed, by direction"},
     {"zhttpd_sent_bytes_total", "HTTP body bytes sent (client: to origins; server: to "
                                 "clients)"},
 };

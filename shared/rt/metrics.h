@@ -59,7 +59,10 @@
     X(C_BYTES_IN, "zhttpd_received_bytes_total", "role=\"client\"")                                \
     X(S_BYTES_IN, "zhttpd_received_bytes_total", "role=\"server\"")                                \
     X(C_BYTES_OUT, "zhttpd_sent_bytes_total", "role=\"client\"")                                   \
-    X(S_BYTES_OUT, "zhttpd_sent_bytes_total", "role=\"server\"")
+    X(S_BYTES_OUT, "zhttpd_sent_bytes_total", "role=\"server\"")                                   \
+    X(S_WS_OPEN, "zhttpd_websocket_sessions_total", "role=\"server\"")                             \
+    X(S_WS_MSG_IN, "zhttpd_websocket_messages_total", "role=\"server\",direction=\"from_client\"") \
+    X(S_WS_MSG_OUT, "zhttpd_websocket_messages_total", "role=\"server\",direction=\"to_client\"")
 
 enum zh_metric {
 #define ZH_METRIC_ENUM(id, family, labels) ZH_M_##id,

@@ -269,3 +269,44 @@ def test_metrics_off_by_default_and_ipv6(rundir):
         assert "metrics:" not in d.log()
     finally:
         d.stop()
+
+
+def test_websocket_sessions_and_messages(rundir, zctx):
+    import websockets
+    from test_28_server_ws import WsEcho, run
+    port, mport = free_port(), free_port()
+    base = f"ipc://{rundir}/ws"
+    d = Zhttpd(["--listen", f"127.0.0.1:{port}", "--zclient-stream", base, "--workers", "2",
+                "--metrics", str(mport)], rundir).start()
+    h = WsEcho(zctx, base, ident=b"ws-metrics")
+    h.start()
+    try:
+        time.sleep(0.3)
+        before = scrape(mport)
+
+        async def go():
+            async with websockets.connect(f"ws://127.0.0.1:{port}/echo") as ws:
+                got = []
+                for m in ("one", "two", b"\x00three"):
+                    await ws.send(m)
+                    got.append(await ws.recv())
+                return got
+
+        assert run(go()) == ["one", "two", b"\x00three"]
+        deadline = time.monotonic() + 5
+        while True:
+            after = scrape(mport)
+            if val(after, "zhttpd_connections_open", role="server") == 0 or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        h.close()
+        d.stop()
+
+    def delta(name, **labels):
+        return val(after, name, **labels) - val(before, name, **labels)
+
+    assert delta("zhttpd_websocket_sessions_total", role="server") == 1
+    assert delta("zhttpd_websocket_messages_total", role="server", direction="from_client") == 3
+    assert delta("zhttpd_websocket_messages_total", role="server", direction="to_client") == 3
