@@ -649,6 +649,12 @@ static void start_request(struct csess *s)
     s->running = true;
     c->n_running++;
     set_state(s, CS_REQUESTING);
+    if (s->ws) {
+        /* A WebSocket session holds its slot until it ends, as a transfer does. */
+        zh_wsc_connect(s->ws);
+        arm_timer(s);
+        return;
+    }
     if (s->stream && !s->quiet)
         zh_request_set_window(s->req, s->ss.send_credits > 0 ? (uint64_t)s->ss.send_credits : 0);
     zh_request_start(s->req);
@@ -1050,12 +1056,6 @@ static void on_first(struct zh_client *c, struct zh_zhttp_packet *pkt, bool json
         ack->ext_multi = true;
     }
     send_pkt(s, ack);
-    if (s->ws) {
-        /* Connecting already (not counted by max_open_requests). */
-        set_state(s, CS_REQUESTING);
-        arm_timer(s);
-        return;
-    }
     if (!admit_or_queue(s)) {
         /* Logged by log_refused(); the requester is told without a line per request. */
         struct zh_zhttp_packet *p = reply(c, ZH_ZHTTP_ERROR);

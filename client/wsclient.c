@@ -60,6 +60,8 @@ struct zh_wsc {
     char *label; /* uri for the log */
     char key[25];
     bool offered;
+    struct zh_connect_params cp; /* its strings point at host/chost below */
+    char host[256], chost[256];
     struct zh_buf in;  /* origin bytes */
     struct zh_buf out; /* bytes for the origin */
     size_t out_off;
@@ -490,13 +492,13 @@ struct zh_wsc *zh_wsc_start(struct zh_wsc_ctx *ctx, const struct zh_zhttp_packet
     }
     zh_buf_puts(b, "\r\n");
 
-    char chost[256] = "";
-    if (pkt->connect_host.n && pkt->connect_host.n < sizeof(chost))
-        memcpy(chost, pkt->connect_host.p, pkt->connect_host.n);
-    struct zh_connect_params cp = {
-        .host = host,
+    memcpy(w->host, host, sizeof(w->host));
+    if (pkt->connect_host.n && pkt->connect_host.n < sizeof(w->chost))
+        memcpy(w->chost, pkt->connect_host.p, pkt->connect_host.n);
+    w->cp = (struct zh_connect_params){
+        .host = w->host,
         .port = port,
-        .connect_host = chost[0] ? chost : NULL,
+        .connect_host = w->chost[0] ? w->chost : NULL,
         .connect_port = (pkt->has & ZH_ZF_CONNECT_PORT) ? (uint16_t)pkt->connect_port : 0,
         .tls = tls,
         .ignore_tls_errors = pkt->ignore_tls_errors,
@@ -505,10 +507,16 @@ struct zh_wsc *zh_wsc_start(struct zh_wsc_ctx *ctx, const struct zh_zhttp_packet
         .proxy_host = ctx->proxy_host[0] ? ctx->proxy_host : NULL,
         .proxy_port = ctx->proxy_port,
     };
-    w->cn = zh_connect_start(ctx->cc, &cp, connect_cb, w);
-    zh_debug("ws %s: connecting", w->label);
     *cond = NULL;
     return w;
+}
+
+void zh_wsc_connect(struct zh_wsc *w)
+{
+    if (w->cn || w->have_stream || w->st != W_CONNECTING)
+        return;
+    zh_debug("ws %s: connecting", w->label);
+    w->cn = zh_connect_start(w->ctx->cc, &w->cp, connect_cb, w);
 }
 
 static void connect_cb(struct zh_connect *cn, struct zh_connect_result *res, void *data)

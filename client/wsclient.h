@@ -58,10 +58,13 @@ struct zh_wsc_ops {
 
 struct zh_wsc;
 
-/* Check the request packet and start connecting. Returns NULL with *cond ("bad-request") when the
- * uri or the headers are not acceptable (logged). */
+/* Check the request packet and prepare the session (the upgrade request is built). Returns NULL
+ * with *cond ("bad-request") when the uri or the headers are not acceptable (logged). */
 struct zh_wsc *zh_wsc_start(struct zh_wsc_ctx *ctx, const struct zh_zhttp_packet *pkt,
                             const struct zh_wsc_ops *ops, void *data, const char **cond);
+
+/* Start connecting (once the owner gave the session a max_open_requests slot). */
+void zh_wsc_connect(struct zh_wsc *w);
 
 /* A later packet of the handler's (data, close, ping, pong; credit and keep-alive just let more
  * origin data go). The session layer has applied seq and credits already. */

@@ -586,3 +586,23 @@ def test_proxy_policy_same_as_http(daemon, zctx, conf, host, ok):
                 {"id": "h", "method": "GET", "uri": f"http://{host}:{o.port}/echo"})
             assert http.get("condition") == b"policy-violation", http
             assert px.targets == []
+
+
+@zhttpd_only("zhttpd counts WebSocket sessions in max_open_requests (Zurl: see README)")
+def test_max_open_requests_counts_ws_sessions(daemon, zctx, origin):
+    """A WebSocket session holds its request slot until it ends: with max_open_requests=1 a
+    second session waits (no connection, no 101) until the first one closes."""
+    d = daemon(conf=["max_open_requests=1"])
+    first = Ws(zctx, d, origin.url("/echo"))
+    assert first.handshake().get("code") == 101
+    second = Ws(zctx, d, origin.url("/echo"))
+    time.sleep(1.0)
+    opened = [e for e in origin.events if e[0] == "open"]
+    assert len(opened) == 1, origin.events
+    first.s.send(type="close", code=1000)
+    assert first.next().get("type") == b"close"
+    assert second.handshake().get("code") == 101
+    second.send(b"second")
+    assert second.message()[1] == b"second"
+    first.close()
+    second.close()
