@@ -89,7 +89,11 @@ static void olisten_cb(struct zh_io *io, uint32_t revents, void *data)
         for (int i = 0; i < MAX_ORIGIN_CONNS && !oc; i++)
             if (!origin.conns[i].used)
                 oc = &origin.conns[i];
-        assert_non_null(oc);
+        if (!oc) {
+            close(fd);
+            fail_msg("origin: more than %d connections", MAX_ORIGIN_CONNS);
+            return;
+        }
         memset(oc, 0, sizeof(*oc));
         oc->used = true;
         oc->fd = fd;
