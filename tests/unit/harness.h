@@ -111,6 +111,12 @@ struct zh_zmsg *th_reply_pub(const char *to, const struct zh_zhttp_packet *p);
 /* A handler's reply on the server's DEALER (req mode): frames "", T…. */
 struct zh_zmsg *th_reply_req(const struct zh_zhttp_packet *p);
 
+/* ---- TLS ---- */
+
+/* Write a self-signed P-256 identity for cn as <dir>/<stem>.crt and <dir>/<stem>.key (the layout
+ * of a server/tls.c identity directory). */
+void th_write_self_signed(const char *dir, const char *stem, const char *cn);
+
 /* True when the span equals the string. */
 bool th_span_is(struct zh_span s, const char *str);
 
