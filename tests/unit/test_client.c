@@ -6,8 +6,9 @@
  * in full, the response body held by the requester's credits and released by a credit packet, a
  * req-mode request answered in its envelope, refused requests (bad scheme, malformed packet,
  * unknown-session packets), a connection refused, the inactivity timeout, a requester's cancel
- * while the origin is silent, and shutdown with cancel. The resolver points at a closed local
- * port: only IP literals are used, the machine's DNS is never asked. */
+ * while the origin is silent, shutdown with cancel, redirects (followed, not followed,
+ * too-many-redirects), max-size-exceeded, and policy-violation before any connection. The resolver
+ * points at a closed local port: only IP literals are used, the machine's DNS is never asked. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "client/policy.h"
 #include "harness.h"
 
 #define REQUESTER        "req-1"
@@ -42,6 +44,7 @@ static struct {
     struct zh_io lio;
     struct oconn conns[MAX_ORIGIN_CONNS];
     const char *response; /* NULL: accept and stay silent */
+    const char *redirect; /* the response to requests for /redir (NULL: `response`) */
     unsigned requests;
 } origin;
 
@@ -64,7 +67,8 @@ static void oconn_cb(struct zh_io *io, uint32_t revents, void *data)
     ssize_t r = th_read_avail(oc->fd, &oc->in);
     if (oc->in.len && strstr(zh_buf_cstr(&oc->in), "\r\n\r\n") && origin.response) {
         origin.requests++;
-        th_write_str(oc->fd, origin.response);
+        bool redir = origin.redirect && strncmp(zh_buf_cstr(&oc->in), "GET /redir ", 11) == 0;
+        th_write_str(oc->fd, redir ? origin.redirect : origin.response);
         r = -1;
     } else if (oc->in.len && strstr(zh_buf_cstr(&oc->in), "\r\n\r\n")) {
         origin.requests++;
@@ -430,6 +434,101 @@ static void requester_cancel_and_shutdown(void **state)
     th_run_until(&fx.tl, engine_idle, NULL);
 }
 
+/* A req-mode request for uri; the answer's packet (in fx.pkt, fx.held). */
+static struct zh_zhttp_packet *req_mode(const char *uri, bool follow, int64_t max_size)
+{
+    struct zh_zhttp_packet p;
+    zh_zhttp_packet_init(&p);
+    p.from = zh_span_str(REQUESTER);
+    p.n_ids = 1;
+    p.ids[0].id = zh_span_str("rq");
+    p.method = zh_span_str("GET");
+    p.uri = zh_span_str(uri);
+    if (follow) {
+        p.has |= ZH_ZF_FOLLOW_REDIRECTS;
+        p.follow_redirects = true;
+    }
+    if (max_size >= 0) {
+        p.has |= ZH_ZF_MAX_SIZE;
+        p.max_size = max_size;
+    }
+    to_engine(ZH_ZS_C_REQ, &p, "env");
+    enum zh_zsock sock = ZH_ZS_C_REQ;
+    th_run_until(&fx.tl, have_out, &sock);
+    zh_zmsg_free(fx.held);
+    fx.held = th_bridge_take(&fx.tb, ZH_ZS_C_REQ);
+    th_decode(fx.held, &fx.pkt);
+    return &fx.pkt;
+}
+
+static void redirects_followed_and_bounded(void **state)
+{
+    (void)state;
+    static char redirect[256];
+    origin.response = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\ntarget";
+    snprintf(redirect, sizeof(redirect),
+             "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/final\r\nContent-Length: 0\r\n"
+             "Connection: close\r\n\r\n",
+             origin.port);
+    origin.redirect = redirect;
+    make_client();
+    char uri[128];
+    snprintf(uri, sizeof(uri), "http://127.0.0.1:%d/redir", origin.port);
+    struct zh_zhttp_packet *p = req_mode(uri, true, -1);
+    assert_int_equal(p->code, 200);
+    assert_true(th_span_is(p->body, "target"));
+    assert_int_equal(origin.requests, 2);
+    /* Without follow-redirects the 302 itself is the answer. */
+    p = req_mode(uri, false, -1);
+    assert_int_equal(p->code, 302);
+    /* A redirect to itself ends with too-many-redirects. */
+    snprintf(redirect, sizeof(redirect),
+             "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/redir\r\nContent-Length: 0\r\n"
+             "Connection: close\r\n\r\n",
+             origin.port);
+    p = req_mode(uri, true, -1);
+    assert_int_equal(p->type, ZH_ZHTTP_ERROR);
+    assert_true(th_span_is(p->condition, "too-many-redirects"));
+}
+
+static void max_size_exceeded(void **state)
+{
+    (void)state;
+    origin.response = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    make_client();
+    struct zh_zhttp_packet *p = req_mode(fx.uri, false, 3);
+    assert_int_equal(p->type, ZH_ZHTTP_ERROR);
+    assert_true(th_span_is(p->condition, "max-size-exceeded"));
+    p = req_mode(fx.uri, false, 5);
+    assert_int_equal(p->code, 200);
+}
+
+static void policy_violation(void **state)
+{
+    (void)state;
+    origin.response = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    const char *deny[1] = {"127.0.0.1"};
+    struct zh_policy_config pc = {
+        .defpolicy = ZH_POLICY_DEFAULT_ALLOW, .deny = deny, .deny_count = 1};
+    struct zh_buf err = {0};
+    struct zh_policy *pol = zh_policy_new(&pc, &err);
+    if (!pol)
+        fail_msg("zh_policy_new: %s", zh_buf_cstr(&err));
+    zh_buf_free(&err);
+    fx.cfg.http.policy = pol;
+    make_client();
+    struct zh_zhttp_packet *p = req_mode(fx.uri, false, -1);
+    assert_int_equal(p->type, ZH_ZHTTP_ERROR);
+    assert_true(th_span_is(p->condition, "policy-violation"));
+    assert_int_equal(origin.requests, 0);
+    /* The engine goes before the policy it borrows. */
+    zh_client_shutdown(fx.c, 1);
+    th_run_for(&fx.tl, 5);
+    zh_client_free(fx.c);
+    fx.c = NULL;
+    zh_policy_free(pol);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +539,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(inactivity_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(requester_cancel_and_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(redirects_followed_and_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(max_size_exceeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(policy_violation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
