@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-int zh_log_level_current = ZH_LOG_INFO;
+_Atomic int zh_log_level_current = ZH_LOG_INFO;
 
 static int log_fd = STDERR_FILENO;
 static _Thread_local const char *thread_tag = "main";
@@ -21,7 +21,7 @@ void zh_log_set_level(int level)
         level = ZH_LOG_ERROR;
     if (level > ZH_LOG_TRACE)
         level = ZH_LOG_TRACE;
-    zh_log_level_current = level;
+    atomic_store_explicit(&zh_log_level_current, level, memory_order_relaxed);
 }
 
 int zh_log_open(const char *path)

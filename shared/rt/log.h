@@ -5,6 +5,8 @@
 #ifndef ZH_SHARED_RT_LOG_H
 #define ZH_SHARED_RT_LOG_H
 
+#include <stdatomic.h>
+
 enum zh_log_level {
     ZH_LOG_ERROR = 0,
     ZH_LOG_WARN = 1,
@@ -13,7 +15,9 @@ enum zh_log_level {
     ZH_LOG_TRACE = 4,
 };
 
-extern int zh_log_level_current;
+/* Written by SIGHUP's reload while every thread reads it: atomic, read relaxed (a line logged at
+ * the old level around a reload is fine). */
+extern _Atomic int zh_log_level_current;
 
 /* Set the level (clamped to 0..4). */
 void zh_log_set_level(int level);
@@ -32,7 +36,8 @@ void zh_log_set_thread(const char *tag);
  * disabled. */
 void zh_log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define zh_log_enabled(level) ((level) <= zh_log_level_current)
+#define zh_log_enabled(level) \
+    ((level) <= atomic_load_explicit(&zh_log_level_current, memory_order_relaxed))
 #define zh_log(level, ...)                    \
     do {                                      \
         if (zh_log_enabled(level))            \
