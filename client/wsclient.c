@@ -83,13 +83,9 @@ struct zh_wsc {
     bool deflate;
     struct zh_wsd_params dp;
     struct zh_wsd wsd;
-    struct zh_buf pend; /* inflated bytes waiting for credits */
-    size_t pend_off;
-    bool pend_end;
-    uint8_t pend_type;
-    struct zh_ws_utf8 in_utf8;
-    int64_t granted;  /* credits the handler still has */
-    uint64_t unacked; /* handler payload bytes queued, re-granted once written */
+    struct zh_wsd_inbox inbox; /* inflated messages waiting for credits */
+    int64_t granted;           /* credits the handler still has */
+    uint64_t unacked;          /* handler payload bytes queued, re-granted once written */
     bool close_sent, close_rcvd;
 };
 
@@ -238,7 +234,7 @@ void zh_wsc_free(struct zh_wsc *w)
     zh_buf_free(&w->out);
     zh_buf_free(&w->head);
     zh_buf_free(&w->body);
-    zh_buf_free(&w->pend);
+    zh_wsd_inbox_free(&w->inbox);
     zh_free(w->label);
     zh_free(w);
 }
@@ -815,53 +811,28 @@ static void send_data(struct zh_wsc *w, uint8_t type, const uint8_t *d, size_t n
 /* Inflated bytes go to the handler as its credits allow. Returns true when none are left. */
 static bool drain_pending(struct zh_wsc *w)
 {
-    while (w->pend_off < w->pend.len || w->pend_end) {
-        size_t avail = w->pend.len - w->pend_off;
-        int64_t cr = w->ops->credits(w->data);
-        size_t n = cr <= 0 ? 0 : ((uint64_t)cr < avail ? (size_t)cr : avail);
-        bool last = w->pend_end && n == avail;
-        if (n == 0 && !last)
-            return false;
-        send_data(w, w->pend_type, w->pend.data + w->pend_off, n, !last);
-        w->pend_off += n;
-        if (last)
-            w->pend_end = false;
-        if (w->pend_off == w->pend.len) {
-            zh_buf_reset(&w->pend);
-            w->pend_off = 0;
-        }
+    const uint8_t *d;
+    size_t n;
+    bool more;
+    while (zh_wsd_inbox_next(&w->inbox, w->ops->credits(w->data), &d, &n, &more)) {
+        send_data(w, w->inbox.type, d, n, more);
+        zh_wsd_inbox_consume(&w->inbox, n, more);
     }
-    if (w->pend.cap > 4 * w->ctx->cfg.buffer_size)
-        zh_buf_free(&w->pend);
+    if (zh_wsd_inbox_pending(&w->inbox))
+        return false;
+    zh_wsd_inbox_trim(&w->inbox, 4 * w->ctx->cfg.buffer_size);
     return true;
 }
 
 static unsigned inflate_piece(struct zh_wsc *w, const struct zh_ws_event *ev)
 {
-    if (ev->message_start) {
-        memset(&w->in_utf8, 0, sizeof(w->in_utf8));
-        w->pend_type = ev->opcode;
-    }
-    size_t before = w->pend.len;
-    int rc = zh_wsd_inflate(&w->wsd, ev->data, ev->len, ev->message_end, w->ctx->cfg.max_message,
-                            &w->pend);
-    if (rc == ZH_E_TOO_LARGE) {
-        zh_info("ws %s: compressed message inflates beyond the limit: closing with 1009", w->label);
-        return ZH_WS_CLOSE_TOO_BIG;
-    }
-    if (rc < 0) {
-        zh_info("ws %s: corrupt compressed data: closing with 1007", w->label);
-        return ZH_WS_CLOSE_BAD_DATA;
-    }
-    if (ev->opcode == ZH_WS_TEXT &&
-        (zh_ws_utf8_feed(&w->in_utf8, w->pend.data + before, w->pend.len - before) < 0 ||
-         (ev->message_end && !zh_ws_utf8_done(&w->in_utf8)))) {
-        zh_info("ws %s: compressed text is not UTF-8: closing with 1007", w->label);
-        return ZH_WS_CLOSE_BAD_DATA;
-    }
-    if (ev->message_end)
-        w->pend_end = true;
-    return 0;
+    const char *why;
+    unsigned code =
+        zh_wsd_inbox_feed(&w->inbox, &w->wsd, ev->opcode, ev->message_start, ev->message_end,
+                          ev->data, ev->len, w->ctx->cfg.max_message, &why);
+    if (code)
+        zh_info("ws %s: %s: closing with %u", w->label, why, code);
+    return code;
 }
 
 /* Returns false when the session is ending. */

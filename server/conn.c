@@ -608,7 +608,7 @@ void zh_conn_free(struct zh_conn *c)
     zh_zmsg_free(c->tail_msg);
     zh_wsd_free(&c->wsd);
     zh_free(c->ws_ends);
-    zh_buf_free(&c->ws_pend);
+    zh_wsd_inbox_free(&c->ws_inbox);
     zh_stream_close(&c->st);
     zh_free(c->in);
     zh_free(c);

@@ -130,11 +130,7 @@ struct zh_conn {
     char ws_ext[128]; /* our Sec-WebSocket-Extensions answer */
     struct zh_wsd_params ws_dparams;
     struct zh_wsd wsd;
-    struct zh_ws_utf8 ws_in_utf8; /* inflated client text so far */
-    struct zh_buf ws_pend;        /* inflated client bytes not yet sent to the handler */
-    size_t ws_pend_off;
-    uint8_t ws_pend_type; /* their message's type */
-    bool ws_pend_end;     /* the message ends with them (a last packet is owed) */
+    struct zh_wsd_inbox ws_inbox; /* inflated client messages not yet sent to the handler */
     /* handler frames not yet written (--messages-max): their end offsets in the output stream */
     uint64_t *ws_ends;
     unsigned ws_ends_head, ws_ends_n;

@@ -463,24 +463,16 @@ static void send_data(struct zh_conn *c, uint8_t type, const uint8_t *d, size_t 
 /* Inflated bytes go to the handler as its credits allow. Returns true when none are left. */
 static bool drain_pending(struct zh_conn *c)
 {
-    while (c->ws_pend_off < c->ws_pend.len || c->ws_pend_end) {
-        size_t avail = c->ws_pend.len - c->ws_pend_off;
-        int64_t cr = c->sess.send_credits;
-        size_t n = cr <= 0 ? 0 : ((uint64_t)cr < avail ? (size_t)cr : avail);
-        bool last = c->ws_pend_end && n == avail;
-        if (n == 0 && !last)
-            return false;
-        send_data(c, c->ws_pend_type, c->ws_pend.data + c->ws_pend_off, n, !last);
-        c->ws_pend_off += n;
-        if (last)
-            c->ws_pend_end = false;
-        if (c->ws_pend_off == c->ws_pend.len) {
-            zh_buf_reset(&c->ws_pend);
-            c->ws_pend_off = 0;
-        }
+    const uint8_t *d;
+    size_t n;
+    bool more;
+    while (zh_wsd_inbox_next(&c->ws_inbox, c->sess.send_credits, &d, &n, &more)) {
+        send_data(c, c->ws_inbox.type, d, n, more);
+        zh_wsd_inbox_consume(&c->ws_inbox, n, more);
     }
-    if (c->ws_pend.cap > 4 * c->s->cfg.buffer_size)
-        zh_buf_free(&c->ws_pend); /* don't keep a large message's memory */
+    if (zh_wsd_inbox_pending(&c->ws_inbox))
+        return false;
+    zh_wsd_inbox_trim(&c->ws_inbox, 4 * c->s->cfg.buffer_size); /* a large message's memory */
     return true;
 }
 
@@ -488,33 +480,13 @@ static bool drain_pending(struct zh_conn *c)
  * Returns 0 or the close code to fail with. */
 static unsigned inflate_piece(struct zh_conn *c, const struct zh_ws_event *ev)
 {
-    if (ev->message_start) {
-        memset(&c->ws_in_utf8, 0, sizeof(c->ws_in_utf8));
-        c->ws_pend_type = ev->opcode;
-    }
-    size_t before = c->ws_pend.len;
-    int rc = zh_wsd_inflate(&c->wsd, ev->data, ev->len, ev->message_end, c->s->cfg.ws_max_message,
-                            &c->ws_pend);
-    if (rc == ZH_E_TOO_LARGE) {
-        zh_info("session %.*s: compressed message inflates beyond --ws-max-message: closing with "
-                "1009",
-                (int)c->id_len, c->id);
-        return ZH_WS_CLOSE_TOO_BIG;
-    }
-    if (rc < 0) {
-        zh_info("session %.*s: corrupt compressed data: closing with 1007", (int)c->id_len, c->id);
-        return ZH_WS_CLOSE_BAD_DATA;
-    }
-    if (ev->opcode == ZH_WS_TEXT &&
-        (zh_ws_utf8_feed(&c->ws_in_utf8, c->ws_pend.data + before, c->ws_pend.len - before) < 0 ||
-         (ev->message_end && !zh_ws_utf8_done(&c->ws_in_utf8)))) {
-        zh_info("session %.*s: compressed text is not UTF-8: closing with 1007", (int)c->id_len,
-                c->id);
-        return ZH_WS_CLOSE_BAD_DATA;
-    }
-    if (ev->message_end)
-        c->ws_pend_end = true;
-    return 0;
+    const char *why;
+    unsigned code =
+        zh_wsd_inbox_feed(&c->ws_inbox, &c->wsd, ev->opcode, ev->message_start, ev->message_end,
+                          ev->data, ev->len, c->s->cfg.ws_max_message, &why);
+    if (code)
+        zh_info("session %.*s: %s: closing with %u", (int)c->id_len, c->id, why, code);
+    return code;
 }
 
 /* Send a packet for a parsed event; returns false if the connection ended. */

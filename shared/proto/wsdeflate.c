@@ -346,3 +346,74 @@ int zh_wsd_inflate(struct zh_wsd *d, const uint8_t *p, size_t n, bool fin, uint6
     }
     return rc;
 }
+
+unsigned zh_wsd_inbox_feed(struct zh_wsd_inbox *q, struct zh_wsd *d, uint8_t opcode, bool start,
+                           bool end, const uint8_t *p, size_t n, uint64_t max, const char **why)
+{
+    if (start) {
+        memset(&q->_utf8, 0, sizeof(q->_utf8));
+        q->type = opcode;
+    }
+    size_t before = q->_buf.len;
+    int rc = zh_wsd_inflate(d, p, n, end, max, &q->_buf);
+    if (rc == ZH_E_TOO_LARGE) {
+        *why = "compressed message inflates beyond the message limit";
+        return ZH_WS_CLOSE_TOO_BIG;
+    }
+    if (rc < 0) {
+        *why = "corrupt compressed data";
+        return ZH_WS_CLOSE_BAD_DATA;
+    }
+    if (opcode == ZH_WS_TEXT &&
+        (zh_ws_utf8_feed(&q->_utf8, q->_buf.data + before, q->_buf.len - before) < 0 ||
+         (end && !zh_ws_utf8_done(&q->_utf8)))) {
+        *why = "compressed text is not UTF-8";
+        return ZH_WS_CLOSE_BAD_DATA;
+    }
+    if (end)
+        q->_end = true;
+    return 0;
+}
+
+bool zh_wsd_inbox_pending(const struct zh_wsd_inbox *q)
+{
+    return q->_off < q->_buf.len || q->_end;
+}
+
+bool zh_wsd_inbox_next(const struct zh_wsd_inbox *q, int64_t credits, const uint8_t **p, size_t *n,
+                       bool *more)
+{
+    if (!zh_wsd_inbox_pending(q))
+        return false;
+    size_t avail = q->_buf.len - q->_off;
+    size_t take = credits <= 0 ? 0 : ((uint64_t)credits < avail ? (size_t)credits : avail);
+    bool last = q->_end && take == avail;
+    if (take == 0 && !last)
+        return false;
+    *p = q->_buf.data + q->_off;
+    *n = take;
+    *more = !last;
+    return true;
+}
+
+void zh_wsd_inbox_consume(struct zh_wsd_inbox *q, size_t n, bool more)
+{
+    q->_off += n;
+    if (!more)
+        q->_end = false;
+    if (q->_off == q->_buf.len) {
+        zh_buf_reset(&q->_buf);
+        q->_off = 0;
+    }
+}
+
+void zh_wsd_inbox_trim(struct zh_wsd_inbox *q, size_t keep)
+{
+    if (!zh_wsd_inbox_pending(q) && q->_buf.cap > keep)
+        zh_buf_free(&q->_buf);
+}
+
+void zh_wsd_inbox_free(struct zh_wsd_inbox *q)
+{
+    zh_buf_free(&q->_buf);
+}

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "shared/proto/buf.h"
+#include "shared/proto/ws.h"
 
 /* The agreed parameters (what the response header says). Window bits are 8..15. */
 struct zh_wsd_params {
@@ -68,5 +69,37 @@ int zh_wsd_deflate(struct zh_wsd *d, const uint8_t *p, size_t n, bool fin, struc
  * Works for any split of the input, down to one byte per call. */
 int zh_wsd_inflate(struct zh_wsd *d, const uint8_t *p, size_t n, bool fin, uint64_t max,
                    struct zh_buf *out);
+
+/* Inflated bytes of incoming compressed messages, queued until the receiver's credits let them go
+ * on in pieces. Both roles keep one per connection; zero-initialised, freed with
+ * zh_wsd_inbox_free. Use the API, not the fields. */
+struct zh_wsd_inbox {
+    struct zh_buf _buf;
+    size_t _off;
+    uint8_t type;            /* the queued message's opcode (ZH_WS_TEXT or ZH_WS_BINARY) */
+    bool _end;               /* the message ends with the queued bytes: a last piece is owed */
+    struct zh_ws_utf8 _utf8; /* the message's text so far */
+};
+
+/* Inflate one piece of a compressed message (start/end: its first/last wire bytes) and queue the
+ * output; text is checked as UTF-8 across pieces. Returns 0, or the close code to fail with and a
+ * static reason in *why: 1009 when the message would inflate beyond max bytes (never buffered),
+ * 1007 for corrupt data or text that is not UTF-8. */
+unsigned zh_wsd_inbox_feed(struct zh_wsd_inbox *q, struct zh_wsd *d, uint8_t opcode, bool start,
+                           bool end, const uint8_t *p, size_t n, uint64_t max, const char **why);
+
+/* The next piece to hand on when credits bytes may go: false when none can (nothing queued, or no
+ * credits and the piece would not be the message's empty last one). more = false on the last piece
+ * of a message. Hand the piece on, then zh_wsd_inbox_consume it. */
+bool zh_wsd_inbox_next(const struct zh_wsd_inbox *q, int64_t credits, const uint8_t **p, size_t *n,
+                       bool *more);
+void zh_wsd_inbox_consume(struct zh_wsd_inbox *q, size_t n, bool more);
+
+/* True while bytes or a message's last piece wait. */
+bool zh_wsd_inbox_pending(const struct zh_wsd_inbox *q);
+
+/* Give a large message's memory back once nothing waits (keep at most keep bytes of capacity). */
+void zh_wsd_inbox_trim(struct zh_wsd_inbox *q, size_t keep);
+void zh_wsd_inbox_free(struct zh_wsd_inbox *q);
 
 #endif

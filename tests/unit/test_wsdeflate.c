@@ -292,6 +292,86 @@ static void test_bomb(void **state)
     zh_wsd_free(&rx);
 }
 
+/* The inbox both roles use: pieces go on only as credits allow, an empty last piece still ends
+ * the message, and text is checked as UTF-8 across pieces. */
+static void test_inbox(void **state)
+{
+    (void)state;
+    struct zh_wsd_params p = {.server_max_window_bits = 15, .client_max_window_bits = 15};
+    struct zh_wsd tx, rx;
+    assert_int_equal(zh_wsd_init(&tx, &p, false), 0);
+    assert_int_equal(zh_wsd_init(&rx, &p, true), 0);
+    struct zh_wsd_inbox q = {0};
+    struct zh_buf wire = {0};
+    const char *why = NULL;
+    const uint8_t *d;
+    size_t n;
+    bool more;
+    assert_false(zh_wsd_inbox_pending(&q));
+    assert_int_equal(zh_wsd_deflate(&tx, (const uint8_t *)"hello world", 11, true, &wire), 0);
+    assert_int_equal(
+        zh_wsd_inbox_feed(&q, &rx, ZH_WS_TEXT, true, true, wire.data, wire.len, 0, &why), 0);
+    assert_int_equal(q.type, ZH_WS_TEXT);
+    assert_true(zh_wsd_inbox_pending(&q));
+    assert_false(zh_wsd_inbox_next(&q, 0, &d, &n, &more)); /* no credits: nothing goes */
+    assert_true(zh_wsd_inbox_next(&q, 5, &d, &n, &more));
+    assert_int_equal(n, 5);
+    assert_true(more);
+    assert_memory_equal(d, "hello", 5);
+    zh_wsd_inbox_consume(&q, n, more);
+    assert_true(zh_wsd_inbox_next(&q, 100, &d, &n, &more));
+    assert_int_equal(n, 6);
+    assert_false(more);
+    assert_memory_equal(d, " world", 6);
+    zh_wsd_inbox_consume(&q, n, more);
+    assert_false(zh_wsd_inbox_pending(&q));
+    zh_wsd_inbox_trim(&q, 0);
+    /* An empty message: its last piece goes with no credits at all. */
+    zh_buf_reset(&wire);
+    assert_int_equal(zh_wsd_deflate(&tx, NULL, 0, true, &wire), 0);
+    assert_int_equal(
+        zh_wsd_inbox_feed(&q, &rx, ZH_WS_BINARY, true, true, wire.data, wire.len, 0, &why), 0);
+    assert_true(zh_wsd_inbox_next(&q, 0, &d, &n, &more));
+    assert_int_equal(n, 0);
+    assert_false(more);
+    zh_wsd_inbox_consume(&q, n, more);
+    assert_false(zh_wsd_inbox_pending(&q));
+    /* Text split inside a UTF-8 sequence is fine; a message ending inside one is 1007. */
+    zh_buf_reset(&wire);
+    assert_int_equal(zh_wsd_deflate(&tx, (const uint8_t *)"\xc3", 1, false, &wire), 0);
+    assert_int_equal(
+        zh_wsd_inbox_feed(&q, &rx, ZH_WS_TEXT, true, false, wire.data, wire.len, 0, &why), 0);
+    zh_buf_reset(&wire);
+    assert_int_equal(zh_wsd_deflate(&tx, NULL, 0, true, &wire), 0);
+    assert_int_equal(
+        zh_wsd_inbox_feed(&q, &rx, ZH_WS_TEXT, false, true, wire.data, wire.len, 0, &why),
+        ZH_WS_CLOSE_BAD_DATA);
+    assert_string_equal(why, "compressed text is not UTF-8");
+    zh_wsd_inbox_free(&q);
+    /* Corrupt data: 1007; beyond the limit: 1009. */
+    struct zh_wsd rx2;
+    assert_int_equal(zh_wsd_init(&rx2, &p, true), 0);
+    struct zh_wsd_inbox q2 = {0};
+    assert_int_equal(zh_wsd_inbox_feed(&q2, &rx2, ZH_WS_BINARY, true, true,
+                                       (const uint8_t *)"\xff\xff\xff", 3, 0, &why),
+                     ZH_WS_CLOSE_BAD_DATA);
+    assert_string_equal(why, "corrupt compressed data");
+    zh_wsd_free(&rx2);
+    zh_wsd_inbox_free(&q2);
+    assert_int_equal(zh_wsd_init(&rx2, &p, true), 0);
+    uint8_t zeros[4096] = {0};
+    zh_buf_reset(&wire);
+    assert_int_equal(zh_wsd_deflate(&tx, zeros, sizeof(zeros), true, &wire), 0);
+    assert_int_equal(
+        zh_wsd_inbox_feed(&q2, &rx2, ZH_WS_BINARY, true, true, wire.data, wire.len, 1024, &why),
+        ZH_WS_CLOSE_TOO_BIG);
+    zh_wsd_inbox_free(&q2);
+    zh_wsd_free(&rx2);
+    zh_buf_free(&wire);
+    zh_wsd_free(&tx);
+    zh_wsd_free(&rx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_rfc_examples),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_bomb),
+        cmocka_unit_test(test_inbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
