@@ -1,6 +1,7 @@
 """Client role, outbound WebSocket (issue 15 item 2): a pyzmq ZHTTP requester drives ws:// and wss://
 sessions through the daemon to a python3-websockets 10.4 origin (wsorigin.py). Parametrized by
 binary (zhttpd and Debian's Zurl 1.11) where both should behave the same."""
+import random
 import time
 
 import pytest
@@ -263,6 +264,40 @@ def test_deflate(daemon, zctx, server_ext):
         ws.close()
         offered = [v for k, v in o.requests[0][1] if k.lower() == "sec-websocket-extensions"]
         assert offered and "permessage-deflate" in offered[0]
+
+
+@zhttpd_only("ws_compression is a zhttpd key")
+@pytest.mark.parametrize("params,agreed", [
+    ({"server_no_context_takeover": True}, "server_no_context_takeover"),
+    ({"client_no_context_takeover": True}, "client_no_context_takeover"),
+    ({"server_max_window_bits": 10}, "server_max_window_bits=10"),
+    ({"client_max_window_bits": 10}, "client_max_window_bits=10"),
+    ({"server_no_context_takeover": True, "client_no_context_takeover": True,
+      "server_max_window_bits": 9, "client_max_window_bits": 9},
+     "client_max_window_bits=9"),
+], ids=["server-no-takeover", "client-no-takeover", "server-bits-10", "client-bits-10", "all"])
+def test_deflate_each_parameter(daemon, zctx, params, agreed):
+    """Each RFC 7692 parameter an origin answers with is honoured: several compressed messages each
+    way (context takeover matters from the second one on) arrive intact."""
+    from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
+    with WsOrigin(extensions=[ServerPerMessageDeflateFactory(**params)]) as o:
+        d = daemon(conf=["ws_compression=true"])
+        ws = Ws(zctx, d, o.url("/echo"))
+        head = ws.handshake()
+        assert head.get("code") == 101, head
+        ext = header_values(head["headers"], "Sec-WebSocket-Extensions")
+        assert ext and agreed.encode() in ext[0], ext
+        for i in range(4):
+            text = ("message %d " % i) * 500
+            ws.send(text.encode())
+            assert ws.message()[1] == text.encode()
+        # Repeats 3000 bytes apart (beyond a 2^9 or 2^10 window) and a message repeating the one
+        # before it: a wrong window or kept context would make the other side fail to inflate.
+        block = bytes(random.Random(7).getrandbits(8) for _ in range(3000))
+        for _ in range(2):
+            ws.send_message(block * 3, binary=True)
+            assert ws.message(timeout=20)[1] == block * 3
+        ws.close()
 
 
 @zhttpd_only("ws_compression is a zhttpd key")
